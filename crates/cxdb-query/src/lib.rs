@@ -1,0 +1,68 @@
+//! The cxdb query layer: a DataFusion [`SessionContext`] per principal with
+//! the `events` table (write buffer ∪ Parquet lake, pruned by tenant and
+//! time), the configuration tables, and (later) views and support functions.
+//! Every protocol runs its SQL through [`QueryEngine`].
+
+mod config_tables;
+mod error;
+mod events_table;
+pub mod pruning;
+
+use std::sync::Arc;
+
+use cxdb_storage::Storage;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+pub use config_tables::{ConfigKind, ConfigTable};
+pub use error::{Error, Result};
+pub use events_table::{EventsTable, LAKE_URL};
+
+/// Creates sessions over one storage engine.
+#[derive(Debug, Clone)]
+pub struct QueryEngine {
+    storage: Arc<Storage>,
+}
+
+impl QueryEngine {
+    pub fn new(storage: Arc<Storage>) -> Self {
+        Self { storage }
+    }
+
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
+    /// A session seeing every tenant (`scope = None`) or only one.
+    pub fn session(&self, scope: Option<&str>) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let url = url::Url::parse(LAKE_URL).map_err(|e| Error::Internal(e.to_string()))?;
+        runtime.register_object_store(&url, Arc::clone(&self.storage.lake().store));
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("cxdb", "public");
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let scope = scope.map(str::to_string);
+        ctx.register_table(
+            "events",
+            Arc::new(EventsTable::new(Arc::clone(&self.storage), scope.clone())),
+        )?;
+        for kind in [ConfigKind::BusinessCalendars, ConfigKind::SlaPolicies] {
+            ctx.register_table(
+                kind.table_name(),
+                Arc::new(ConfigTable::new(
+                    Arc::clone(&self.storage),
+                    kind,
+                    scope.clone(),
+                )),
+            )?;
+        }
+        Ok(ctx)
+    }
+}

@@ -1,0 +1,225 @@
+//! The write buffer: acknowledged events as immutable Arrow batches per
+//! `(tenant, day)` partition, visible to queries at once, until the persister
+//! has written them to Parquet and the catalog lists the files.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::compute::take_record_batch;
+use cxdb_model::{column, time::day_of};
+
+use crate::error::Result;
+
+/// A `(tenant, UTC date)` partition of `events`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionKey {
+    pub tenant: Arc<str>,
+    /// Days since 1970-01-01.
+    pub day: i32,
+}
+
+/// Buffered rows of one partition, as handed to a query or the persister.
+#[derive(Debug, Clone)]
+pub struct BufferedPartition {
+    pub key: PartitionKey,
+    pub batches: Vec<RecordBatch>,
+}
+
+#[derive(Debug)]
+struct Chunk {
+    seq: u64,
+    batch: RecordBatch,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    active: BTreeMap<PartitionKey, Vec<Chunk>>,
+    /// Taken by the running persist; still visible until its catalog commit.
+    persisting: Vec<BufferedPartition>,
+    /// Every WAL record with seq <= this is in the buffer (or persisted).
+    inserted_through: u64,
+    /// Records inserted ahead of a gap (concurrent writers finish out of order).
+    ahead: BTreeSet<u64>,
+    rows: usize,
+    bytes: usize,
+    oldest: Option<Instant>,
+}
+
+impl Buffer {
+    pub(crate) fn new(persisted_through: u64) -> Self {
+        Self {
+            inserted_through: persisted_through,
+            ..Default::default()
+        }
+    }
+
+    /// Adds the batch of WAL record `seq`, split by partition.
+    pub(crate) fn insert(&mut self, seq: u64, batch: &RecordBatch) -> Result<()> {
+        for (key, part) in split_by_partition(batch)? {
+            self.rows += part.num_rows();
+            self.bytes += part.get_array_memory_size();
+            self.active
+                .entry(key)
+                .or_default()
+                .push(Chunk { seq, batch: part });
+        }
+        self.oldest.get_or_insert_with(Instant::now);
+        if seq == self.inserted_through + 1 {
+            self.inserted_through = seq;
+            while self.ahead.remove(&(self.inserted_through + 1)) {
+                self.inserted_through += 1;
+            }
+        } else if seq > self.inserted_through {
+            self.ahead.insert(seq);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn age(&self) -> Option<std::time::Duration> {
+        self.oldest.map(|t| t.elapsed())
+    }
+
+    pub(crate) fn is_persisting(&self) -> bool {
+        !self.persisting.is_empty()
+    }
+
+    /// Moves every chunk up to the contiguous watermark into `persisting`
+    /// and returns it with that watermark: once these partitions are in the
+    /// catalog, WAL records <= watermark are no longer needed.
+    pub(crate) fn begin_persist(&mut self) -> (Vec<BufferedPartition>, u64) {
+        let through = self.inserted_through;
+        let mut taken = Vec::new();
+        let mut keep = BTreeMap::new();
+        for (key, chunks) in std::mem::take(&mut self.active) {
+            let (old, new): (Vec<_>, Vec<_>) = chunks.into_iter().partition(|c| c.seq <= through);
+            if !old.is_empty() {
+                taken.push(BufferedPartition {
+                    key: key.clone(),
+                    batches: old.into_iter().map(|c| c.batch).collect(),
+                });
+            }
+            if !new.is_empty() {
+                keep.insert(key, new);
+            }
+        }
+        self.active = keep;
+        self.recount();
+        self.persisting = taken.clone();
+        (taken, through)
+    }
+
+    /// The persist committed (or failed: then the rows go back to active so
+    /// they stay visible and are retried).
+    pub(crate) fn end_persist(&mut self, committed: bool, through: u64) {
+        let parts = std::mem::take(&mut self.persisting);
+        if !committed {
+            for p in parts {
+                let chunks = self.active.entry(p.key).or_default();
+                let mut old: Vec<Chunk> = p
+                    .batches
+                    .into_iter()
+                    .map(|batch| Chunk {
+                        seq: through,
+                        batch,
+                    })
+                    .collect();
+                old.append(chunks);
+                *chunks = old;
+            }
+        }
+        self.recount();
+    }
+
+    fn recount(&mut self) {
+        let chunks = || self.active.values().flatten();
+        self.rows = chunks().map(|c| c.batch.num_rows()).sum();
+        self.bytes = chunks().map(|c| c.batch.get_array_memory_size()).sum();
+        if self.active.is_empty() {
+            self.oldest = None;
+        }
+    }
+
+    /// The buffered partitions that `keep` selects, for a query.
+    pub(crate) fn partitions(
+        &self,
+        keep: impl Fn(&PartitionKey) -> bool,
+    ) -> Vec<BufferedPartition> {
+        let mut out: Vec<BufferedPartition> = self
+            .persisting
+            .iter()
+            .filter(|p| keep(&p.key))
+            .cloned()
+            .collect();
+        for (key, chunks) in &self.active {
+            if keep(key) {
+                out.push(BufferedPartition {
+                    key: key.clone(),
+                    batches: chunks.iter().map(|c| c.batch.clone()).collect(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Splits a batch of events into one batch per `(tenant, day)`. The common
+/// case, a batch from one tenant about one day, is not copied.
+pub(crate) fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>> {
+    let tenants = batch
+        .column(column::TENANT_ID)
+        .as_any()
+        .downcast_ref::<StringArray>();
+    let times = batch
+        .column(column::EVENT_TIME)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>();
+    let (Some(tenants), Some(times)) = (tenants, times) else {
+        return Err(arrow::error::ArrowError::SchemaError(
+            "batch is not of the events schema".into(),
+        )
+        .into());
+    };
+    if batch.num_rows() == 0 {
+        return Ok(Vec::new());
+    }
+    let first = (tenants.value(0), day_of(times.value(0)));
+    let uniform =
+        (0..batch.num_rows()).all(|i| (tenants.value(i), day_of(times.value(i))) == first);
+    if uniform {
+        let key = PartitionKey {
+            tenant: Arc::from(first.0),
+            day: first.1,
+        };
+        return Ok(vec![(key, batch.clone())]);
+    }
+    let mut groups: HashMap<(&str, i32), Vec<u32>> = HashMap::new();
+    for i in 0..batch.num_rows() {
+        groups
+            .entry((tenants.value(i), day_of(times.value(i))))
+            .or_default()
+            .push(i as u32);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for ((tenant, day), rows) in groups {
+        let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+        out.push((
+            PartitionKey {
+                tenant: Arc::from(tenant),
+                day,
+            },
+            part,
+        ));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

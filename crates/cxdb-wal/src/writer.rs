@@ -1,0 +1,197 @@
+//! The group-commit thread: sole owner of the active segment file.
+//!
+//! It blocks for one command, drains whatever else is already queued (no timers, so an
+//! idle WAL adds no latency), writes all queued records with one `write` and one
+//! `fdatasync`, then answers every waiter.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tracing::{error, warn};
+
+use crate::error::{Error, Result};
+use crate::segment::{self, MAGIC_LEN, SegmentInfo};
+
+/// Buffers above this are not kept between batches, so one burst does not pin memory.
+const KEEP_BUFFER_BYTES: usize = 8 << 20;
+
+pub(crate) enum Command {
+    Append { payload: Bytes, done: Completion },
+    Rotate(Completion),
+    Close,
+}
+
+/// Where the writer reports a result: an async task or a blocked thread.
+pub(crate) enum Completion {
+    Async(oneshot::Sender<Result<u64>>),
+    Blocking(SyncSender<Result<u64>>),
+}
+
+impl Completion {
+    fn complete(self, result: Result<u64>) {
+        // A waiter that went away (dropped future) needs no answer; its record still counts.
+        match self {
+            Completion::Async(tx) => drop(tx.send(result)),
+            Completion::Blocking(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+/// State the writer publishes to `Wal` handles.
+pub(crate) struct Shared {
+    pub(crate) segments: Mutex<Segments>,
+    pub(crate) last_seq: AtomicU64,
+    pub(crate) appends: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+}
+
+pub(crate) struct Segments {
+    /// Oldest first; only these may be removed.
+    pub(crate) closed: VecDeque<SegmentInfo>,
+    pub(crate) active: SegmentInfo,
+}
+
+pub(crate) struct Writer {
+    dir: PathBuf,
+    segment_max_bytes: u64,
+    file: File,
+    next_seq: u64,
+    shared: Arc<Shared>,
+    /// Set once a write or sync failed: the file may hold a partial batch.
+    poisoned: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        dir: PathBuf,
+        segment_max_bytes: u64,
+        file: File,
+        next_seq: u64,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            dir,
+            segment_max_bytes,
+            file,
+            next_seq,
+            shared,
+            poisoned: None,
+            buf: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        let mut batch = Vec::new();
+        while let Ok(first) = rx.recv() {
+            for command in std::iter::once(first).chain(rx.try_iter()) {
+                match command {
+                    Command::Append { payload, done } => batch.push((payload, done)),
+                    Command::Rotate(done) => {
+                        self.commit(&mut batch);
+                        done.complete(self.rotate());
+                    }
+                    Command::Close => {
+                        // Dropping the receiver fails anything sent after Close with `Closed`.
+                        self.commit(&mut batch);
+                        return;
+                    }
+                }
+            }
+            self.commit(&mut batch);
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<(Bytes, Completion)>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(reason) = &self.poisoned {
+            for (_, done) in batch.drain(..) {
+                done.complete(Err(Error::Poisoned {
+                    reason: reason.clone(),
+                }));
+            }
+            return;
+        }
+        let first_seq = self.next_seq;
+        self.buf.clear();
+        for (seq, (payload, _)) in (first_seq..).zip(batch.iter()) {
+            segment::encode_record(&mut self.buf, seq, payload);
+        }
+        let written = self.buf.len() as u64;
+        let result = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.sync_data());
+        if self.buf.capacity() > KEEP_BUFFER_BYTES {
+            self.buf = Vec::new();
+        }
+
+        let mut segments = self.shared.segments.lock();
+        if let Err(e) = result {
+            let reason = format!("writing {}: {e}", segments.active.path.display());
+            error!(%reason, "WAL write failed; refusing further appends");
+            for (_, done) in batch.drain(..) {
+                done.complete(Err(Error::Poisoned {
+                    reason: reason.clone(),
+                }));
+            }
+            self.poisoned = Some(reason);
+            return;
+        }
+        let count = batch.len() as u64;
+        self.next_seq += count;
+        segments.active.len += written;
+        segments.active.last_seq = self.next_seq - 1;
+        let full = segments.active.len > self.segment_max_bytes;
+        drop(segments);
+        self.shared
+            .last_seq
+            .store(self.next_seq - 1, Ordering::Release);
+        self.shared.appends.fetch_add(count, Ordering::Relaxed);
+        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        for (seq, (_, done)) in (first_seq..).zip(batch.drain(..)) {
+            done.complete(Ok(seq));
+        }
+
+        if full {
+            // The records are already durable; keep using the big segment and retry later.
+            if let Err(e) = self.rotate() {
+                warn!(error = %e, "WAL segment rotation failed; will retry after the next write");
+            }
+        }
+    }
+
+    /// Closes the active segment and starts the next one unless the active one is empty.
+    fn rotate(&mut self) -> Result<u64> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        let last_seq = self.next_seq - 1;
+        if self.shared.segments.lock().active.len <= MAGIC_LEN {
+            return Ok(last_seq);
+        }
+        let (file, path) = segment::create_segment(&self.dir, self.next_seq)?;
+        self.file = file;
+        let fresh = SegmentInfo {
+            last_seq,
+            path,
+            len: MAGIC_LEN,
+        };
+        let mut segments = self.shared.segments.lock();
+        let closed = std::mem::replace(&mut segments.active, fresh);
+        segments.closed.push_back(closed);
+        Ok(last_seq)
+    }
+}
