@@ -27,7 +27,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 
-/// Rows per Parquet row group. Small enough that a time predicate inside a
+/// Default rows per Parquet row group. Small enough that a time predicate inside a
 /// day skips row groups, large enough to keep per-group overhead low.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
@@ -199,7 +199,7 @@ pub fn file_path(tenant: &str, day: i32) -> String {
 /// tight min/max statistics and are skipped; per-conversation metrics group
 /// across days anyway, so a conversation-first order would not spare them a
 /// sort or hash. Arrival order is nearly time order, so the sort is cheap.
-pub fn encode_parquet(batches: &[RecordBatch]) -> Result<(Bytes, RecordBatch)> {
+pub fn encode_parquet(batches: &[RecordBatch], row_group_rows: usize) -> Result<(Bytes, RecordBatch)> {
     let batch = concat_batches(&events_schema(), batches)?;
     let indices = sort_to_indices(
         batch.column(column::EVENT_TIME),
@@ -213,9 +213,9 @@ pub fn encode_parquet(batches: &[RecordBatch]) -> Result<(Bytes, RecordBatch)> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
         .set_column_bloom_filter_enabled(ColumnPath::from("event_id"), true)
-        .set_column_bloom_filter_max_ndv(ColumnPath::from("event_id"), ROW_GROUP_ROWS as u64)
+        .set_column_bloom_filter_max_ndv(ColumnPath::from("event_id"), row_group_rows as u64)
         .set_column_bloom_filter_fpp(ColumnPath::from("event_id"), 0.01)
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: column::EVENT_TIME as i32,

@@ -59,6 +59,8 @@ pub struct StorageConfig {
     pub persist_age: Duration,
     /// Merge a partition's files when it has at least this many small ones.
     pub compaction_min_files: usize,
+    /// Rows per Parquet row group.
+    pub row_group_rows: usize,
     /// Files with fewer rows than this are "small" for compaction.
     pub target_file_rows: u64,
     /// How long replaced files stay readable for queries already running.
@@ -81,6 +83,7 @@ impl StorageConfig {
             object_store_url: None,
             persist_rows: 1_000_000,
             persist_age: Duration::from_secs(60),
+            row_group_rows: lake::ROW_GROUP_ROWS,
             compaction_min_files: 4,
             target_file_rows: 4_000_000,
             delete_grace: Duration::from_secs(300),
@@ -546,7 +549,8 @@ impl Storage {
         day: i32,
         batches: Vec<RecordBatch>,
     ) -> Result<FileMeta> {
-        let (bytes, sorted) = tokio::task::spawn_blocking(move || lake::encode_parquet(&batches))
+        let rows = self.config.row_group_rows.max(1);
+        let (bytes, sorted) = tokio::task::spawn_blocking(move || lake::encode_parquet(&batches, rows))
             .await
             .map_err(|e| Error::Task(e.to_string()))??;
         let times = sorted
