@@ -6,6 +6,7 @@
 mod config_tables;
 mod error;
 mod events_table;
+mod executor;
 pub mod pruning;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use config_tables::{ConfigKind, ConfigTable};
 pub use error::{Error, Result};
 pub use events_table::{EventsTable, LAKE_URL};
+pub use executor::{ExplainOutput, Principal, QueryExecutor, SharedExecutor};
 
 /// Creates sessions over one storage engine.
 #[derive(Debug, Clone)]

@@ -54,7 +54,9 @@ fn strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
                 .unwrap_or_else(|e| panic!("column {col}: {e}"));
             let a = a.as_any().downcast_ref::<StringArray>().cloned();
             let a = a.unwrap_or_else(|| panic!("column {col} is not Utf8"));
-            (0..a.len()).map(move |i| a.value(i).to_string()).collect::<Vec<_>>()
+            (0..a.len())
+                .map(move |i| a.value(i).to_string())
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -85,9 +87,15 @@ async fn buffer_and_parquet_are_one_table() {
     ];
     s.write(first, w).await.unwrap_or_else(|e| panic!("{e}"));
     s.persist().await.unwrap_or_else(|e| panic!("{e}"));
-    s.write(vec![event("acme", "6", DAY0, "chat"), event("beta", "7", DAY0, "sms")], w)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    s.write(
+        vec![
+            event("acme", "6", DAY0, "chat"),
+            event("beta", "7", DAY0, "sms"),
+        ],
+        w,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
     let engine = QueryEngine::new(s);
     let b = query(
         &engine,
@@ -134,7 +142,9 @@ async fn tenant_and_time_predicates_prune_files_and_row_groups() {
         let events: Vec<Event> = (0..3 * 1440)
             .map(|m| event(tenant, &format!("{m}"), DAY0 + m * MINUTE, "chat"))
             .collect();
-        s.write(events, WriteOptions::default()).await.unwrap_or_else(|e| panic!("{e}"));
+        s.write(events, WriteOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     s.persist().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.manifest().files.len(), 6);
@@ -145,7 +155,10 @@ async fn tenant_and_time_predicates_prune_files_and_row_groups() {
         let ctx = ctx.clone();
         async move {
             let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("{e}"));
-            let plan = df.create_physical_plan().await.unwrap_or_else(|e| panic!("{e}"));
+            let plan = df
+                .create_physical_plan()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
             let batches = collect(Arc::clone(&plan), ctx.task_ctx())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -155,7 +168,10 @@ async fn tenant_and_time_predicates_prune_files_and_row_groups() {
     };
 
     // No predicate: every file, every row.
-    assert_eq!(run("SELECT count(event_id) FROM events").await, (vec![8640], 6, 8640));
+    assert_eq!(
+        run("SELECT count(event_id) FROM events").await,
+        (vec![8640], 6, 8640)
+    );
     // Tenant + one day: one file of six.
     let (n, files, _) = run(
         "SELECT count(event_id) FROM events WHERE tenant_id = 'acme' \
@@ -172,7 +188,10 @@ async fn tenant_and_time_predicates_prune_files_and_row_groups() {
     )
     .await;
     assert_eq!((n, files), (vec![60], 1));
-    assert!(rows <= 100 && rows >= 60, "scanned {rows} rows for a 60-row hour");
+    assert!(
+        rows <= 100 && rows >= 60,
+        "scanned {rows} rows for a 60-row hour"
+    );
 }
 
 #[tokio::test]
@@ -212,7 +231,11 @@ async fn configuration_tables_read_the_catalog() {
     .await;
     assert_eq!(strings(&b, 0), vec!["acme", "beta"]);
     assert_eq!(strings(&b, 1), vec!["America/New_York"; 2]);
-    assert!(strings(&b, 2)[0].contains("\"22:00\""), "{:?}", strings(&b, 2));
+    assert!(
+        strings(&b, 2)[0].contains("\"22:00\""),
+        "{:?}",
+        strings(&b, 2)
+    );
     assert_eq!(strings(&b, 3), vec!["2026-12-25"; 2]);
     let b = query(
         &engine,

@@ -199,7 +199,10 @@ pub fn file_path(tenant: &str, day: i32) -> String {
 /// tight min/max statistics and are skipped; per-conversation metrics group
 /// across days anyway, so a conversation-first order would not spare them a
 /// sort or hash. Arrival order is nearly time order, so the sort is cheap.
-pub fn encode_parquet(batches: &[RecordBatch], row_group_rows: usize) -> Result<(Bytes, RecordBatch)> {
+pub fn encode_parquet(
+    batches: &[RecordBatch],
+    row_group_rows: usize,
+) -> Result<(Bytes, RecordBatch)> {
     let batch = concat_batches(&events_schema(), batches)?;
     let indices = sort_to_indices(
         batch.column(column::EVENT_TIME),

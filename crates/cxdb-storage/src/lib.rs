@@ -550,9 +550,10 @@ impl Storage {
         batches: Vec<RecordBatch>,
     ) -> Result<FileMeta> {
         let rows = self.config.row_group_rows.max(1);
-        let (bytes, sorted) = tokio::task::spawn_blocking(move || lake::encode_parquet(&batches, rows))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))??;
+        let (bytes, sorted) =
+            tokio::task::spawn_blocking(move || lake::encode_parquet(&batches, rows))
+                .await
+                .map_err(|e| Error::Task(e.to_string()))??;
         let times = sorted
             .column(column::EVENT_TIME)
             .as_any()

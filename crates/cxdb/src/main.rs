@@ -1,18 +1,34 @@
 //! `cxdb`: the command line of the customer-experience analytics database.
 //!
-//! Subcommands: `bench` (reproducible figures). `serve`, `sql`, `import`,
-//! `demo` and `export` arrive with the server (see README "Status").
+//! `serve` runs the server; `sql` queries one; `demo` streams synthetic
+//! support traffic into one; `bench` measures. Every client subcommand
+//! reaches the server with `--addr` (gRPC).
 
 mod bench;
+mod client;
+mod demo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cxdb", version, about = "Customer-experience analytics database")]
+#[command(
+    name = "cxdb",
+    version,
+    about = "Customer-experience analytics database"
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info,cxdb_storage=debug`.
-    #[arg(long, env = "CXDB_LOG_FILTER", default_value = "warn", global = true)]
+    #[arg(long, env = "CXDB_LOG_FILTER", default_value = "info", global = true)]
     log_filter: String,
+
+    /// Log format.
+    #[arg(long, env = "CXDB_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    log_format: String,
+
+    /// TOML file whose keys are flag names (flags and CXDB_* variables win).
+    #[arg(long, env = "CXDB_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -20,20 +36,77 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Run SQL against a server: one statement with -c, else an interactive shell.
+    Sql(client::SqlArgs),
+    /// Stream realistic synthetic support traffic into a server.
+    Demo(demo::DemoArgs),
     /// Measure cxdb and print a markdown report.
     Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    serve::load_config_file(&args)?;
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_filter)?)
-        .with_writer(std::io::stderr)
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_filter)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Sql(args) => client::sql(args).await,
+            Command::Demo(args) => demo::run_remote(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })
+}
+
+async fn serve(args: serve::ServeArgs) -> anyhow::Result<()> {
+    let config = args.server_config()?;
+    let demo = args.demo.then(|| demo::DemoFeed {
+        seed: args.demo_seed,
+        backfill_days: args.demo_backfill_days,
+    });
+    cxdb_server::run(config, shutdown_signal(), move |storage| {
+        if let Some(feed) = demo {
+            tokio::spawn(feed.run_in_process(std::sync::Arc::clone(storage)));
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -1,0 +1,215 @@
+//! The cxdb server: every protocol is a thin layer over one storage engine
+//! and one [`QueryExecutor`](cxdb_query::QueryExecutor).
+//!
+//! ```text
+//!  gRPC IngestService ─┐                                   ┌─ gRPC QueryService (Arrow IPC)
+//!  Flight DoPut ───────┼─► cxdb-storage (validate, dedup,  ├─ (pgwire, Flight SQL: next)
+//!  HTTP NDJSON ────────┘    WAL, buffer, Parquet lake) ◄───┴─ cxdb-query (DataFusion)
+//!  AdminService, /metrics, /healthz, /readyz
+//! ```
+//!
+//! Start-up: bind every listener (so port 0 resolves and `--ports-file` is
+//! written at once), serve `/healthz` and `/readyz` (503 until ready), replay
+//! the WAL, then serve everything. Shutdown: stop accepting, finish requests
+//! in flight, persist the write buffer, exit.
+
+mod convert;
+mod error;
+mod flight;
+mod grpc;
+mod http;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use cxdb_proto::v1::admin_service_server::AdminServiceServer;
+use cxdb_proto::v1::ingest_service_server::IngestServiceServer;
+use cxdb_proto::v1::query_service_server::QueryServiceServer;
+use cxdb_query::{QueryEngine, SharedExecutor};
+use cxdb_storage::{Storage, StorageConfig};
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use convert::event_to_proto;
+pub use error::{Error, ErrorKind, Result};
+pub use metrics::Metrics;
+
+/// Everything `cxdb serve` configures.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub storage: StorageConfig,
+    /// Largest request body / gRPC message accepted.
+    pub max_request_bytes: usize,
+    /// Most events accepted in one request (one gRPC message, HTTP body or
+    /// Flight batch).
+    pub max_rows_per_request: usize,
+    /// Where to write `{"grpc": "...", "http": "..."}` once bound.
+    pub ports_file: Option<PathBuf>,
+}
+
+/// Shared by every protocol.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) executor: SharedExecutor,
+    pub(crate) metrics: Metrics,
+    pub(crate) max_rows_per_request: usize,
+}
+
+impl AppState {
+    pub(crate) fn check_rows(&self, n: usize) -> Result<()> {
+        if n > self.max_rows_per_request {
+            return Err(Error::PayloadTooLarge(format!(
+                "{n} events in one request; the limit is {} (split the batch)",
+                self.max_rows_per_request
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The addresses the server listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddrs {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::Io {
+        context: format!("cannot listen for {what} on {addr}"),
+        source: e,
+    })
+}
+
+/// Runs the server until `shutdown` completes, then stops gracefully.
+/// `on_ready` is called with the storage once the WAL is replayed (the demo
+/// feeder starts there).
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Arc<Storage>) + Send,
+) -> Result<()> {
+    let http_listener = bind(config.http_addr, "HTTP").await?;
+    let grpc_listener = bind(config.grpc_addr, "gRPC").await?;
+    let local = |l: &TcpListener| {
+        l.local_addr().map_err(|e| Error::Io {
+            context: "local address".into(),
+            source: e,
+        })
+    };
+    let addrs = BoundAddrs {
+        grpc: local(&grpc_listener)?,
+        http: local(&http_listener)?,
+    };
+    info!(grpc = %addrs.grpc, http = %addrs.http, "listening");
+    if let Some(path) = &config.ports_file {
+        let json =
+            serde_json::json!({ "grpc": addrs.grpc.to_string(), "http": addrs.http.to_string() });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Error::Io {
+                context: format!("cannot write the ports file {}", path.display()),
+                source: e,
+            })?;
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutting down: no new requests; finishing those in flight");
+        let _ = stop_tx.send(true);
+    });
+
+    let http_state = Arc::new(http::HttpState {
+        app: Default::default(),
+        max_request_bytes: config.max_request_bytes,
+    });
+    let http_server = tokio::spawn(
+        axum::serve(http_listener, http::router(Arc::clone(&http_state)))
+            .with_graceful_shutdown(stopped())
+            .into_future(),
+    );
+
+    let storage = Storage::open(config.storage.clone()).await?;
+    let app = Arc::new(AppState {
+        storage: Arc::clone(&storage),
+        executor: Arc::new(QueryEngine::new(Arc::clone(&storage))),
+        metrics: Metrics::default(),
+        max_rows_per_request: config.max_rows_per_request,
+    });
+    let _ = http_state.app.set(Arc::clone(&app));
+    on_ready(&storage);
+    info!("ready");
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<IngestServiceServer<grpc::IngestSvc>>()
+        .await;
+    health_reporter
+        .set_serving::<QueryServiceServer<grpc::QuerySvc>>()
+        .await;
+    health_reporter
+        .set_serving::<AdminServiceServer<grpc::AdminSvc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(cxdb_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("gRPC reflection: {e}")))?;
+    let max = config.max_request_bytes;
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(
+            IngestServiceServer::new(grpc::IngestSvc {
+                state: Arc::clone(&app),
+            })
+            .max_decoding_message_size(max),
+        )
+        .add_service(
+            QueryServiceServer::new(grpc::QuerySvc {
+                state: Arc::clone(&app),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(AdminServiceServer::new(grpc::AdminSvc {
+            state: Arc::clone(&app),
+        }))
+        .add_service(
+            FlightServiceServer::new(flight::FlightSvc {
+                state: Arc::clone(&app),
+            })
+            .max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            stopped(),
+        );
+    let grpc_result = grpc_server.await;
+    let http_result = http_server.await;
+    grpc_result.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
+    http_result
+        .map_err(|e| Error::Internal(format!("HTTP server task: {e}")))?
+        .map_err(|e| Error::Io {
+            context: "HTTP server".into(),
+            source: e,
+        })?;
+    info!("listeners closed; persisting the write buffer");
+    storage.shutdown().await?;
+    info!("shut down cleanly");
+    Ok(())
+}

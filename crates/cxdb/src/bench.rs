@@ -1,0 +1,216 @@
+//! `cxdb bench …`: reproducible performance figures as a markdown report.
+//!
+//! Everything runs in-process through the library APIs (no network), so the
+//! figures are those of the engine, not of a protocol.
+
+mod events;
+mod storage;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    target: BenchTarget,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Durable ingest throughput and ack latency, query time, bytes on disk.
+    Storage(StorageArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StorageArgs {
+    /// Events loaded for the query measurements.
+    #[arg(long, env = "CXDB_BENCH_EVENTS", default_value_t = 10_000_000)]
+    events: u64,
+    /// Data directory; default: a fresh one under ./target/bench-data,
+    /// removed at the end unless --keep.
+    #[arg(long, env = "CXDB_BENCH_DIR")]
+    dir: Option<PathBuf>,
+    /// Keep the data directory.
+    #[arg(long, env = "CXDB_BENCH_KEEP")]
+    keep: bool,
+    /// Seed of the generated event stream.
+    #[arg(long, env = "CXDB_BENCH_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Also write the report to this file (parent directories are created).
+    #[arg(long, env = "CXDB_BENCH_OUT")]
+    out: Option<PathBuf>,
+    /// Seconds each ingest cell runs (it stops earlier if its pre-generated
+    /// events run out).
+    #[arg(long, env = "CXDB_BENCH_CELL_SECS", default_value_t = 5.0)]
+    cell_secs: f64,
+}
+
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Storage(args) => {
+            let report = storage::run(&args).await?;
+            println!("{report}");
+            if let Some(out) = &args.out {
+                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                std::fs::write(out, &report)
+                    .with_context(|| format!("writing {}", out.display()))?;
+                eprintln!("report written to {}", out.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The report's header: what ran, where, when.
+fn machine_header(title: &str) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown", |(_, v)| v.trim());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let ram_gib = meminfo_kib("MemTotal").map_or("unknown".to_string(), |kib| {
+        format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0))
+    });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let command: Vec<String> = std::env::args().collect();
+    let mut s = String::new();
+    let _ = writeln!(s, "# {title}\n");
+    let _ = writeln!(
+        s,
+        "- date: {}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(s, "- git commit: {}", git_commit());
+    let _ = writeln!(s, "- command: `{}`", command.join(" "));
+    let _ = writeln!(
+        s,
+        "- machine: {cpu}, {cores} cores, {ram_gib} RAM, Linux {}",
+        kernel.trim()
+    );
+    let profile = if cfg!(debug_assertions) {
+        "debug (figures are meaningless)"
+    } else {
+        "release"
+    };
+    let _ = writeln!(s, "- build: {profile}");
+    let _ = writeln!(s, "- load average at start: {}", load_average());
+    s
+}
+
+/// Other processes on the machine skew every figure; the report says so.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+fn git_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(hash) if !hash.is_empty() => {
+            let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{hash} (with uncommitted changes)")
+            } else {
+                hash
+            }
+        }
+        _ => "unknown".to_string(),
+    }
+}
+
+fn meminfo_kib(key: &str) -> Option<u64> {
+    proc_kib("/proc/meminfo", key)
+}
+
+/// Peak resident set size of this process (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    proc_kib("/proc/self/status", "VmHWM").map(|k| k * 1024)
+}
+
+/// Restarts the `VmHWM` peak at the current RSS, so a phase's peak can be
+/// read on its own. Returns false where the kernel does not allow it.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn proc_kib(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User + system CPU seconds this process has used so far.
+fn process_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the `(comm)`, which may hold spaces: state is field 3,
+    // utime 14 and stime 15, in clock ticks (USER_HZ, 100 on Linux).
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `1234567` → `1,234,567`.
+fn fmt_int(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_int(0), "0");
+        assert_eq!(fmt_int(999), "999");
+        assert_eq!(fmt_int(1_234_567), "1,234,567");
+        assert_eq!(fmt_bytes(1536), "1.5 KiB");
+        assert!(process_cpu_secs() >= 0.0);
+    }
+}

@@ -1,0 +1,148 @@
+//! `cxdb sql`: runs SQL on a server over gRPC (`QueryService.Sql`, Arrow IPC)
+//! and prints the result as a table, CSV or JSON.
+
+use std::io::Cursor;
+
+use anyhow::Context;
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use clap::Args;
+use cxdb_proto::v1::SqlRequest;
+use cxdb_proto::v1::query_service_client::QueryServiceClient;
+use futures::StreamExt;
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SqlArgs {
+    /// Server gRPC address.
+    #[arg(long, env = "CXDB_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub(crate) addr: String,
+
+    /// One statement to run; without it, an interactive shell starts.
+    #[arg(short = 'c', long = "command")]
+    pub(crate) command: Option<String>,
+
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    pub(crate) format: String,
+}
+
+pub(crate) async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    tonic::transport::Endpoint::from_shared(addr.to_string())
+        .with_context(|| format!("invalid server address {addr:?}"))?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to cxdb at {addr}"))
+}
+
+/// Runs one statement and returns its batches.
+pub(crate) async fn query(
+    channel: tonic::transport::Channel,
+    sql: &str,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut client = QueryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
+    let mut stream = client
+        .sql(SqlRequest {
+            sql: sql.to_string(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}: {}", code_name(s.code()), s.message()))?
+        .into_inner();
+    let mut ipc = Vec::new();
+    while let Some(msg) = stream.next().await {
+        let msg = msg.map_err(|s| anyhow::anyhow!("{}: {}", code_name(s.code()), s.message()))?;
+        ipc.extend_from_slice(&msg.arrow_ipc);
+    }
+    let reader = StreamReader::try_new(Cursor::new(ipc), None)
+        .context("invalid Arrow IPC from the server")?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn code_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+}
+
+fn print(batches: &[RecordBatch], format: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        "csv" => {
+            let mut w = arrow::csv::Writer::new(&mut out);
+            for b in batches {
+                w.write(b)?;
+            }
+        }
+        "json" => {
+            let mut w = arrow::json::ArrayWriter::new(&mut out);
+            for b in batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+            println!();
+        }
+        _ => {
+            use std::io::Write;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(batches)?
+            )?;
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    let channel = connect(&args.addr).await?;
+    if let Some(sql) = &args.command {
+        let batches = query(channel, sql).await?;
+        return print(&batches, &args.format);
+    }
+    shell(channel, &args.format).await
+}
+
+/// An interactive shell with history (`~/.cxdb_history`); a statement ends
+/// with `;`.
+async fn shell(channel: tonic::transport::Channel, format: &str) -> anyhow::Result<()> {
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cxdb_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!("cxdb sql shell: end statements with ';', \\q to quit.");
+    let mut statement = String::new();
+    loop {
+        let prompt = if statement.is_empty() {
+            "cxdb> "
+        } else {
+            "  ... "
+        };
+        let line = match editor.readline(prompt) {
+            Ok(l) => l,
+            Err(rustyline::error::ReadlineError::Interrupted) => {
+                statement.clear();
+                continue;
+            }
+            Err(_) => break,
+        };
+        if statement.is_empty() && matches!(line.trim(), "\\q" | "quit" | "exit") {
+            break;
+        }
+        statement.push_str(&line);
+        statement.push('\n');
+        if !line.trim_end().ends_with(';') {
+            continue;
+        }
+        let sql = std::mem::take(&mut statement);
+        let _ = editor.add_history_entry(sql.trim());
+        match query(channel.clone(), &sql).await {
+            Ok(batches) => print(&batches, format)?,
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Demo traffic: `cxdb serve --demo` feeds the storage in process;
+//! `cxdb demo --addr …` streams the same traffic to a server over gRPC.
+//! History is written first (`--backfill-days`), then live events every
+//! second, as they "happen".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use cxdb_demo::{DemoConfig, DemoGenerator};
+use cxdb_model::Event;
+use cxdb_model::time::{MICROS_PER_DAY, now_micros};
+use cxdb_proto::v1::WriteRequest;
+use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
+use cxdb_storage::{Storage, WriteOptions};
+use tracing::{info, warn};
+
+/// Events per write while backfilling.
+const BACKFILL_BATCH: usize = 10_000;
+/// Backfill window per generator call (bounds memory).
+const BACKFILL_STEP_US: i64 = 3_600_000_000;
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DemoArgs {
+    /// Server gRPC address.
+    #[arg(long, env = "CXDB_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub(crate) addr: String,
+
+    /// Random seed: the same seed gives the same traffic.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+
+    /// Days of history written before live traffic starts.
+    #[arg(long, default_value_t = 7)]
+    pub(crate) backfill_days: u32,
+
+    /// Stop after the backfill instead of streaming live traffic.
+    #[arg(long)]
+    pub(crate) no_live: bool,
+}
+
+/// The in-process feeder of `serve --demo`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DemoFeed {
+    pub(crate) seed: u64,
+    pub(crate) backfill_days: u32,
+}
+
+/// Where a demo's events go.
+trait Sink {
+    async fn send(&mut self, events: Vec<Event>) -> anyhow::Result<()>;
+}
+
+struct StorageSink(Arc<Storage>);
+
+impl Sink for StorageSink {
+    async fn send(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
+        let out = self.0.write(events, WriteOptions::default()).await?;
+        if let Some(r) = out.rejected.first() {
+            warn!(rejected = out.rejected.len(), first = %r, "demo events rejected");
+        }
+        Ok(())
+    }
+}
+
+struct GrpcSink(IngestServiceClient<tonic::transport::Channel>);
+
+impl Sink for GrpcSink {
+    async fn send(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
+        let req = WriteRequest {
+            events: events.iter().map(cxdb_server::event_to_proto).collect(),
+            atomic: false,
+        };
+        let out = self
+            .0
+            .write(req)
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        if let Some(r) = out.rejected.first() {
+            warn!(rejected = out.rejected.len(), first = ?r, "demo events rejected");
+        }
+        Ok(())
+    }
+}
+
+async fn feed(
+    sink: &mut impl Sink,
+    seed: u64,
+    backfill_days: u32,
+    live: bool,
+) -> anyhow::Result<()> {
+    let config = DemoConfig {
+        seed,
+        ..DemoConfig::default()
+    };
+    let start = now_micros() - i64::from(backfill_days) * MICROS_PER_DAY;
+    let mut generator = DemoGenerator::new(config, start);
+    let mut at = start;
+    let mut total = 0usize;
+    let until = now_micros();
+    while at < until {
+        at = (at + BACKFILL_STEP_US).min(until);
+        let events = generator.advance_to(at);
+        total += events.len();
+        for chunk in events.chunks(BACKFILL_BATCH) {
+            sink.send(chunk.to_vec()).await?;
+        }
+    }
+    info!(
+        events = total,
+        days = backfill_days,
+        "demo backfill written"
+    );
+    if !live {
+        return Ok(());
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let events = generator.advance_to(now_micros());
+        if !events.is_empty() {
+            sink.send(events).await?;
+        }
+    }
+}
+
+impl DemoFeed {
+    pub(crate) async fn run_in_process(self, storage: Arc<Storage>) {
+        let mut sink = StorageSink(storage);
+        if let Err(e) = feed(&mut sink, self.seed, self.backfill_days, true).await {
+            // Ends when the server shuts down (writes are refused then).
+            info!(reason = %e, "demo traffic stopped");
+        }
+    }
+}
+
+pub(crate) async fn run_remote(args: DemoArgs) -> anyhow::Result<()> {
+    let channel = crate::client::connect(&args.addr).await?;
+    let mut sink =
+        GrpcSink(IngestServiceClient::new(channel).max_encoding_message_size(usize::MAX));
+    feed(&mut sink, args.seed, args.backfill_days, !args.no_live).await
+}

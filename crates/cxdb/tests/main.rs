@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `cxdb` binary on port 0, real clients (tonic,
+//! arrow-flight, HTTP). One test binary (see STYLE.md); modules by topic.
+
+mod server;
+
+mod errors;
+mod ingest;
