@@ -144,12 +144,6 @@ fn peak_rss_bytes() -> Option<u64> {
     proc_kib("/proc/self/status", "VmHWM").map(|k| k * 1024)
 }
 
-/// Restarts the `VmHWM` peak at the current RSS, so a phase's peak can be
-/// read on its own. Returns false where the kernel does not allow it.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 fn proc_kib(file: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(file).ok()?;
     text.lines()

@@ -224,7 +224,7 @@ async fn http_bad_input() {
 #[tokio::test]
 async fn flight_bad_input() {
     let s = TestServer::start().await;
-    let mut flight = FlightServiceClient::new(s.channel().await);
+    let flight = FlightServiceClient::new(s.channel().await);
     let put = |batch: RecordBatch, path: &str| {
         let data = FlightDataEncoderBuilder::new()
             .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![path.to_string()])))

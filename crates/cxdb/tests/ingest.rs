@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_flight::FlightDescriptor;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -146,7 +146,10 @@ async fn sigterm_persists_and_restart_keeps_everything() {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let status = s.terminate().unwrap_or_else(|| panic!("no exit status"));
+    let status = s
+        .terminate()
+        .await
+        .unwrap_or_else(|| panic!("no exit status"));
     assert!(status.success(), "exit status {status:?}");
     let files = std::fs::read_dir(
         tmp.path()

@@ -137,13 +137,22 @@ impl TestServer {
     }
 
     /// SIGTERM and wait; returns the exit status.
-    pub(crate) fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(c.id().to_string())
             .status();
-        c.wait().ok()
+        // Poll, so this runtime keeps driving the test's client connections,
+        // which the server's graceful shutdown waits for.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            assert!(Instant::now() < deadline, "cxdb did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -18,8 +18,7 @@ use hdrhistogram::Histogram;
 
 use super::events::Generator;
 use super::{
-    StorageArgs, fmt_bytes, fmt_int, load_average, machine_header, peak_rss_bytes,
-    process_cpu_secs, reset_peak_rss,
+    StorageArgs, fmt_bytes, fmt_int, load_average, machine_header, peak_rss_bytes, process_cpu_secs,
 };
 
 const BATCH_SIZES: [usize; 3] = [1, 100, 10_000];
@@ -56,6 +55,22 @@ pub(super) async fn run(args: &StorageArgs) -> anyhow::Result<String> {
         data.path.display()
     );
 
+    // The N-event phase runs first, so its peak RSS is its own.
+    eprintln!("loading {} events…", fmt_int(args.events));
+    let dir = data.fresh_subdir("query")?;
+    let big = big_load(&dir, args.events, args.seed).await?;
+    let rss_big = peak_rss_bytes();
+    data.remove_subdir(&dir);
+
+    let buffer_events = BUFFER_EVENTS.min(args.events);
+    eprintln!(
+        "buffer vs Parquet query on {} events…",
+        fmt_int(buffer_events)
+    );
+    let dir = data.fresh_subdir("buffer")?;
+    let buffered = buffer_vs_lake(&dir, buffer_events, args.seed).await?;
+    data.remove_subdir(&dir);
+
     let mut cells = Vec::new();
     let mut generated = (0u64, 0f64);
     for batch in BATCH_SIZES {
@@ -77,43 +92,24 @@ pub(super) async fn run(args: &StorageArgs) -> anyhow::Result<String> {
          (on a 2-core machine that thread competes with the engine)",
         fmt_int(args.events)
     );
-    let rss_ingest = peak_rss_bytes();
-
-    eprintln!(
-        "buffer vs Parquet query on {} events…",
-        BUFFER_EVENTS.min(args.events)
-    );
-    let dir = data.fresh_subdir("buffer")?;
-    let buffered = buffer_vs_lake(&dir, BUFFER_EVENTS.min(args.events), args.seed).await?;
-    data.remove_subdir(&dir);
-
-    let rss_reset = reset_peak_rss();
-    eprintln!("loading {} events…", fmt_int(args.events));
-    let dir = data.fresh_subdir("query")?;
-    let big = big_load(&dir, args.events, args.seed).await?;
-    let rss_big = peak_rss_bytes();
-    data.remove_subdir(&dir);
 
     write_targets(&mut r, &cells);
     write_ingest(&mut r, &cells, cell_time);
     write_big(&mut r, &big, args.events);
     write_buffered(&mut r, &buffered);
-    let _ = writeln!(r, "\n## Memory\n");
     let rss = |b: Option<u64>| b.map_or("unknown".to_string(), fmt_bytes);
+    let _ = writeln!(r, "\n## Memory and machine load\n");
     let _ = writeln!(
         r,
-        "- peak RSS during the ingest matrix (pre-generated events included): {}",
-        rss(rss_ingest)
+        "- peak RSS during the {}-event load, persist, compaction and queries (run first): {}",
+        fmt_int(args.events),
+        rss(rss_big)
     );
-    let scope = if rss_reset {
-        format!(
-            "during the {}-event load, persist and queries",
-            fmt_int(args.events)
-        )
-    } else {
-        "of the whole run (the peak could not be reset between phases)".to_string()
-    };
-    let _ = writeln!(r, "- peak RSS {scope}: {}", rss(rss_big));
+    let _ = writeln!(
+        r,
+        "- peak RSS of the whole run (the ingest cells hold their pre-generated events): {}",
+        rss(peak_rss_bytes())
+    );
     let _ = writeln!(r, "- load average at the end: {}", load_average());
     Ok(r)
 }
@@ -128,7 +124,9 @@ struct Cell {
     acks: Histogram<u64>,
     syncs: u64,
     cpu_secs: f64,
-    files: usize,
+    /// Rows the background persister had committed to Parquet when the
+    /// cell ended.
+    persisted_rows: u64,
     /// The pre-generated events ran out before the cell's time.
     exhausted: bool,
     generated: u64,
@@ -234,6 +232,7 @@ async fn ingest_cell(
 
     // Production settings: background persister and compactor on.
     let storage = Storage::open(StorageConfig::new(dir)).await?;
+    eprintln!("  timed run: {} s", time.as_secs_f64());
     let cpu0 = process_cpu_secs();
     let start = Instant::now();
     let deadline = start + time;
@@ -278,7 +277,7 @@ async fn ingest_cell(
         acks: tally.acks,
         syncs: stats.wal_syncs,
         cpu_secs,
-        files: stats.files,
+        persisted_rows: stats.persisted_rows,
         exhausted,
         generated: total,
         generate_secs,
@@ -524,7 +523,7 @@ fn write_ingest(r: &mut String, cells: &[Cell], time: Duration) {
     let _ = writeln!(
         r,
         "| batch | writers | events | s | events/s | writes/s | ack p50 ms | ack p99 ms | \
-         ack p999 ms | ack max ms | fsyncs | events/fsync | CPU µs/event | Parquet files | target | met |"
+         ack p999 ms | ack max ms | fsyncs | events/fsync | CPU µs/event | rows in Parquet at end | target | met |"
     );
     let _ = writeln!(r, "|{}", "---|".repeat(16));
     for c in cells {
@@ -558,7 +557,7 @@ fn write_ingest(r: &mut String, cells: &[Cell], time: Duration) {
             fmt_int(c.syncs),
             c.events as f64 / c.syncs.max(1) as f64,
             c.cpu_secs * 1e6 / c.events.max(1) as f64,
-            c.files,
+            fmt_int(c.persisted_rows),
         );
     }
     if cells.iter().any(|c| c.exhausted) {
