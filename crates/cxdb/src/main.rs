@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(args: serve::ServeArgs) -> anyhow::Result<()> {
     let config = args.server_config()?;
-    let demo = args.demo.then(|| demo::DemoFeed {
+    let demo = args.demo.then_some(demo::DemoFeed {
         seed: args.demo_seed,
         backfill_days: args.demo_backfill_days,
     });

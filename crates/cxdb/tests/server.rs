@@ -2,7 +2,7 @@
 //! dir, read the bound addresses from `--ports-file`, wait until `/readyz`
 //! answers 200; kill on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,6 @@ use futures::StreamExt;
 
 pub(crate) struct TestServer {
     child: Option<Child>,
-    pub(crate) dir: PathBuf,
     pub(crate) grpc: String,
     pub(crate) http: String,
     _tmp: Option<tempfile::TempDir>,
@@ -67,7 +66,6 @@ impl TestServer {
         let addr = |k: &str| json[k].as_str().unwrap_or_default().to_string();
         let server = Self {
             child: Some(child),
-            dir: dir.to_path_buf(),
             grpc: format!("http://{}", addr("grpc")),
             http: format!("http://{}", addr("http")),
             _tmp: None,

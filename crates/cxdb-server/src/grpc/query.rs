@@ -64,11 +64,7 @@ fn ipc_stream(batches: SendableRecordBatchStream) -> Result<SqlStream, Status> {
     let state = (Some(first), writer, batches, false);
     let stream =
         futures::stream::unfold(state, |(first, mut writer, mut batches, done)| async move {
-            let msg = |bytes: Vec<u8>| {
-                Ok(SqlResponse {
-                    arrow_ipc: bytes.into(),
-                })
-            };
+            let msg = |bytes: Vec<u8>| Ok(SqlResponse { arrow_ipc: bytes });
             if let Some(bytes) = first {
                 return Some((msg(bytes), (None, writer, batches, false)));
             }
