@@ -8,6 +8,7 @@ mod error;
 mod events_table;
 mod executor;
 pub mod pruning;
+mod views;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub use config_tables::{ConfigKind, ConfigTable};
 pub use error::{Error, Result};
 pub use events_table::{EventsTable, LAKE_URL};
 pub use executor::{ExplainOutput, Principal, QueryExecutor, SharedExecutor};
+pub use views::{PREDEFINED_VIEWS, PredefinedView};
 
 /// Creates sessions over one storage engine.
 #[derive(Debug, Clone)]
@@ -50,6 +52,7 @@ impl QueryEngine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
+        views::install(&ctx)?;
         let scope = scope.map(str::to_string);
         ctx.register_table(
             "events",

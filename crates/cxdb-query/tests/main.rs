@@ -1,6 +1,8 @@
 //! The `events` table and configuration tables through DataFusion SQL, on
 //! the real storage engine with the object_store file backend.
 
+mod slt;
+
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};

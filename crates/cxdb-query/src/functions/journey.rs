@@ -1,0 +1,242 @@
+//! `journey_map()`: identity stitching for journeys (SPEC §3 "Journey").
+//!
+//! Identities — customer_id, lower-cased trimmed customer_email,
+//! customer_phone — that share any value are one person, transitively; so
+//! are the events of one conversation (a conversation has one customer, and
+//! agent messages carry no identity of their own). Transitive closure is a
+//! connected-components problem: in SQL it needs a recursive CTE whose rows
+//! grow with paths, not with events (quadratic in a component's size, and
+//! with cycles it does not terminate without a distinct UNION), so it is a
+//! union-find here: one pass over the identity columns of the session's
+//! `events` (tenant scope applies, as to every scan), O(n α(n)).
+//!
+//! Output, one row per event that has a conversation_id or an identity:
+//! `(tenant_id, event_id, conversation_id, person_id)`. `person_id` names the person by its
+//! smallest customer id (`customer:<id>`), else smallest e-mail
+//! (`email:<address>`), else smallest phone (`phone:<number>`), else its
+//! smallest conversation (`conversation:<id>`). The map is computed when the
+//! statement is planned (each query plans afresh, so it is never stale).
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+
+/// What `journey_map()` reads: every event that can belong to a person.
+const IDENTITIES: &str = "SELECT tenant_id, event_id, conversation_id, customer_id, \
+    lower(trim(customer_email)) AS email, trim(customer_phone) AS phone FROM events \
+    WHERE conversation_id IS NOT NULL OR customer_id IS NOT NULL \
+       OR customer_email IS NOT NULL OR customer_phone IS NOT NULL";
+
+fn schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("tenant_id", DataType::Utf8, false),
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("conversation_id", DataType::Utf8, true),
+            Field::new("person_id", DataType::Utf8, false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// The table function `journey_map()`.
+#[derive(Debug, Default)]
+pub(crate) struct JourneyMapFunction;
+
+impl TableFunctionImpl for JourneyMapFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return plan_err!("journey_map() takes no arguments");
+        }
+        Ok(Arc::new(JourneyMap))
+    }
+}
+
+#[derive(Debug)]
+struct JourneyMap;
+
+#[async_trait]
+impl TableProvider for JourneyMap {
+    fn schema(&self) -> SchemaRef {
+        schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let state = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| {
+                DataFusionError::Internal("journey_map() needs a SessionState".into())
+            })?;
+        let plan = state.create_logical_plan(IDENTITIES).await?;
+        let plan = state.create_physical_plan(&plan).await?;
+        let batches = collect(plan, state.task_ctx()).await?;
+        let batch = stitch(&batches)?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            schema(),
+            projection.cloned(),
+        )?)
+    }
+}
+
+/// Identity kinds, in the order person ids prefer them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Customer,
+    Email,
+    Phone,
+    Conversation,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Customer => "customer:",
+            Self::Email => "email:",
+            Self::Phone => "phone:",
+            Self::Conversation => "conversation:",
+        }
+    }
+}
+
+/// Union-find over identity nodes, with path halving and union by size.
+#[derive(Default)]
+struct Components {
+    parent: Vec<usize>,
+    size: Vec<usize>,
+}
+
+impl Components {
+    fn add(&mut self) -> usize {
+        self.parent.push(self.parent.len());
+        self.size.push(1);
+        self.parent.len() - 1
+    }
+
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (mut a, mut b) = (self.find(a), self.find(b));
+        if a == b {
+            return;
+        }
+        if self.size[a] < self.size[b] {
+            std::mem::swap(&mut a, &mut b);
+        }
+        self.parent[b] = a;
+        self.size[a] += self.size[b];
+    }
+}
+
+fn utf8(batch: &RecordBatch, i: usize) -> Result<StringArray> {
+    let a = arrow::compute::cast(batch.column(i), &DataType::Utf8)?;
+    a.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| DataFusionError::Internal(format!("journey_map: column {i} is not text")))
+}
+
+fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let mut nodes: HashMap<(String, Kind, String), usize> = HashMap::new();
+    let mut names: Vec<(Kind, String)> = Vec::new();
+    let mut sets = Components::default();
+    // (tenant, event id, conversation id, first node of the event)
+    let mut events: Vec<(String, String, Option<String>, usize)> = Vec::new();
+    for batch in batches {
+        let tenant = utf8(batch, 0)?;
+        let event = utf8(batch, 1)?;
+        let columns = [
+            (Kind::Conversation, utf8(batch, 2)?),
+            (Kind::Customer, utf8(batch, 3)?),
+            (Kind::Email, utf8(batch, 4)?),
+            (Kind::Phone, utf8(batch, 5)?),
+        ];
+        for row in 0..batch.num_rows() {
+            let mut first = None;
+            for (kind, column) in &columns {
+                if column.is_null(row) || column.value(row).is_empty() {
+                    continue;
+                }
+                let key = (
+                    tenant.value(row).to_string(),
+                    *kind,
+                    column.value(row).to_string(),
+                );
+                let node = *nodes.entry(key).or_insert_with(|| {
+                    names.push((*kind, column.value(row).to_string()));
+                    sets.add()
+                });
+                match first {
+                    None => first = Some(node),
+                    Some(f) => sets.union(f, node),
+                }
+            }
+            if let Some(node) = first {
+                let conversation = &columns[0].1;
+                let conversation =
+                    (!conversation.is_null(row)).then(|| conversation.value(row).to_string());
+                events.push((
+                    tenant.value(row).to_string(),
+                    event.value(row).to_string(),
+                    conversation,
+                    node,
+                ));
+            }
+        }
+    }
+    // The preferred name of each component: smallest (kind, value).
+    let mut best: HashMap<usize, usize> = HashMap::new();
+    for node in 0..names.len() {
+        let root = sets.find(node);
+        let entry = best.entry(root).or_insert(node);
+        if names[node] < names[*entry] {
+            *entry = node;
+        }
+    }
+    let mut tenant_ids = StringBuilder::new();
+    let mut event_ids = StringBuilder::new();
+    let mut conversation_ids = StringBuilder::new();
+    let mut person_ids = StringBuilder::new();
+    for (tenant, event, conversation, node) in events {
+        let root = sets.find(node);
+        let (kind, value) = &names[best.get(&root).copied().unwrap_or(root)];
+        tenant_ids.append_value(tenant);
+        event_ids.append_value(event);
+        conversation_ids.append_option(conversation);
+        person_ids.append_value(format!("{}{value}", kind.prefix()));
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(tenant_ids.finish()),
+        Arc::new(event_ids.finish()),
+        Arc::new(conversation_ids.finish()),
+        Arc::new(person_ids.finish()),
+    ];
+    Ok(RecordBatch::try_new(schema(), columns)?)
+}
