@@ -400,3 +400,46 @@ async fn views_cost_nothing_until_used() {
         "{per_session:?} per session"
     );
 }
+
+/// Views read `events` through the session's tenant scope, so a scoped
+/// principal sees only its tenant's rows in every view, whatever the SQL.
+#[tokio::test]
+async fn views_inherit_the_tenant_scope() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = StorageConfig::new(tmp.path());
+    config.background = false;
+    let storage = Storage::open(config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let now = cxdb_model::time::now_micros();
+    let events = load_events(&PathBuf::from(DIR).join("conversations.ndjson"), now);
+    storage
+        .write(events, WriteOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let engine = QueryEngine::new(storage);
+    let sql = "SELECT count(*), count(DISTINCT tenant_id) FROM conversations \
+               WHERE tenant_id IN ('acme', 'beta')";
+    // conversations.ndjson: acme has 10 conversations, beta 1.
+    for (tenant, expected) in [
+        (None, "11 2"),
+        (Some("beta"), "1 1"),
+        (Some("acme"), "10 1"),
+    ] {
+        let principal = Principal {
+            tenant: tenant.map(str::to_string),
+        };
+        let stream = engine
+            .execute(&principal, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batches: Vec<RecordBatch> =
+            stream.try_collect().await.unwrap_or_else(|e| panic!("{e}"));
+        let row: Vec<String> = batches[0]
+            .columns()
+            .iter()
+            .map(|c| cells(c.as_ref()).unwrap_or_else(|e| panic!("{e}"))[0].clone())
+            .collect();
+        assert_eq!(row.join(" "), expected, "scope {tenant:?}");
+    }
+}
