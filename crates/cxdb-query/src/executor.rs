@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
+use datafusion::catalog::information_schema::INFORMATION_SCHEMA;
+use datafusion::common::{ScalarValue, TableReference, plan_err};
+use datafusion::datasource::TableType;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
@@ -31,12 +35,67 @@ pub struct ExplainOutput {
     pub physical: String,
 }
 
+/// What a statement returns and which parameters it takes, found by
+/// planning it without running it (prepared statements, result schemas).
+#[derive(Debug, Clone)]
+pub struct StatementInfo {
+    /// The schema of the result.
+    pub schema: SchemaRef,
+    /// `$1`, `$2`, … in position order, each with the type DataFusion
+    /// inferred from its use (`None` where the statement does not constrain
+    /// it, e.g. `SELECT $1`).
+    pub parameters: Vec<(String, Option<DataType>)>,
+}
+
+/// One table or view a principal can query, for catalog browsing.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub catalog: String,
+    pub schema: String,
+    pub name: String,
+    pub table_type: TableType,
+    pub arrow_schema: SchemaRef,
+}
+
+/// The catalogs, schemas and tables a principal sees.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogListing {
+    /// `(catalog, schema)` pairs, sorted.
+    pub schemas: Vec<(String, String)>,
+    /// Sorted by catalog, schema, name.
+    pub tables: Vec<TableInfo>,
+}
+
 #[async_trait]
 pub trait QueryExecutor: Send + Sync + std::fmt::Debug {
     /// Plans and starts `sql`; results stream batch by batch.
     async fn execute(&self, principal: &Principal, sql: &str) -> Result<SendableRecordBatchStream>;
 
+    /// Plans `sql` (under the same read-only rule as `execute`) without
+    /// running it: its result schema and parameters. With `params` bound
+    /// (as for `execute_with_params`), the schema is the one execution will
+    /// produce: `SELECT $1` returns the bound value's type.
+    async fn prepare(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<StatementInfo>;
+
+    /// Runs `sql` with `params` bound to `$1`, `$2`, …; a value whose type
+    /// differs from the inferred parameter type is cast to it.
+    async fn execute_with_params(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream>;
+
     async fn explain(&self, principal: &Principal, sql: &str) -> Result<ExplainOutput>;
+
+    /// Every catalog, schema and table (with its Arrow schema) `principal`
+    /// can query.
+    async fn catalog(&self, principal: &Principal) -> Result<CatalogListing>;
 }
 
 /// Read-only SQL: queries only. DDL, DML and session statements are refused
@@ -61,12 +120,131 @@ impl QueryEngine {
     }
 }
 
+/// The statement's parameters in position order: `$2` before `$10`; named
+/// ones (`$name`) after the numbered ones.
+fn parameters(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>> {
+    let mut params: Vec<_> = plan.get_parameter_types()?.into_iter().collect();
+    params.sort_by_key(|(id, _)| {
+        let n = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
+        (n.is_none(), n, id.clone())
+    });
+    Ok(params)
+}
+
+/// Casts each bound value to its parameter's inferred type (drivers bind an
+/// Int64 where a column is Int32, a string where a timestamp is expected).
+fn bind(
+    parameters: &[(String, Option<DataType>)],
+    values: Vec<ScalarValue>,
+) -> Result<Vec<ScalarValue>> {
+    if values.len() != parameters.len() {
+        return plan_err!(
+            "the statement takes {} parameter(s), {} bound",
+            parameters.len(),
+            values.len()
+        )
+        .map_err(Into::into);
+    }
+    parameters
+        .iter()
+        .zip(values)
+        .map(|((id, ty), value)| match ty {
+            Some(ty) if value.data_type() != *ty => value.cast_to(ty).or_else(|e| {
+                plan_err!(
+                    "parameter {id}: cannot use a {} value as {ty}: {e}",
+                    value.data_type()
+                )
+            }),
+            _ => Ok(value),
+        })
+        .collect::<datafusion::error::Result<_>>()
+        .map_err(Into::into)
+}
+
 #[async_trait]
 impl QueryExecutor for QueryEngine {
     async fn execute(&self, principal: &Principal, sql: &str) -> Result<SendableRecordBatchStream> {
         let (ctx, plan) = self.plan(principal, sql).await?;
         let df = ctx.execute_logical_plan(plan).await?;
         Ok(df.execute_stream().await?)
+    }
+
+    async fn prepare(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<StatementInfo> {
+        let (_, plan) = self.plan(principal, sql).await?;
+        let parameters = parameters(&plan)?;
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(bind(&parameters, params)?)?
+        };
+        Ok(StatementInfo {
+            schema: Arc::clone(plan.schema().inner()),
+            parameters,
+        })
+    }
+
+    async fn execute_with_params(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<SendableRecordBatchStream> {
+        let (ctx, plan) = self.plan(principal, sql).await?;
+        let params = bind(&parameters(&plan)?, params)?;
+        let plan = plan.with_param_values(params)?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        Ok(df.execute_stream().await?)
+    }
+
+    async fn catalog(&self, principal: &Principal) -> Result<CatalogListing> {
+        let ctx = self.session(principal.tenant.as_deref())?;
+        let state = ctx.state();
+        let mut listing = CatalogListing::default();
+        let mut catalogs = ctx.catalog_names();
+        catalogs.sort();
+        for catalog_name in catalogs {
+            let Some(catalog) = ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            // information_schema is not one of the catalog's schemas: the
+            // session resolves it (as planning does), so ask the session.
+            let mut schemas = catalog.schema_names();
+            if state.config().information_schema()
+                && !schemas.iter().any(|s| s == INFORMATION_SCHEMA)
+            {
+                schemas.push(INFORMATION_SCHEMA.to_string());
+            }
+            schemas.sort();
+            for schema_name in schemas {
+                let schema = state.schema_for_ref(TableReference::full(
+                    catalog_name.as_str(),
+                    schema_name.as_str(),
+                    "",
+                ))?;
+                listing
+                    .schemas
+                    .push((catalog_name.clone(), schema_name.clone()));
+                let mut tables = schema.table_names();
+                tables.sort();
+                for name in tables {
+                    if let Some(table) = schema.table(&name).await? {
+                        listing.tables.push(TableInfo {
+                            catalog: catalog_name.clone(),
+                            schema: schema_name.clone(),
+                            name,
+                            table_type: table.table_type(),
+                            arrow_schema: table.schema(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(listing)
     }
 
     async fn explain(&self, principal: &Principal, sql: &str) -> Result<ExplainOutput> {

@@ -20,7 +20,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use config_tables::{ConfigKind, ConfigTable};
 pub use error::{Error, Result};
 pub use events_table::{EventsTable, LAKE_URL};
-pub use executor::{ExplainOutput, Principal, QueryExecutor, SharedExecutor};
+pub use executor::{
+    CatalogListing, ExplainOutput, Principal, QueryExecutor, SharedExecutor, StatementInfo,
+    TableInfo,
+};
 pub use views::{PREDEFINED_VIEWS, PredefinedView};
 
 /// Creates sessions over one storage engine.

@@ -1,23 +1,70 @@
-//! Arrow Flight: `DoPut` with descriptor path `["events"]` ingests record
-//! batches of the events schema (nullable columns may be omitted; the server
-//! sets `ingested_at`), answering one `PutResult` per batch whose
-//! `app_metadata` is JSON `{"accepted": n, "duplicate": n, "rejected": [...]}`.
-//! Flight SQL joins this service on the same port with the BI work.
+//! Arrow Flight and Flight SQL on the gRPC port, one service
+//! (arrow-flight's [`FlightSqlService`]):
+//!
+//! ```text
+//!  every call: token (Bearer, or the Basic password) ─► AppState::authenticate ─► Principal
+//!  DoPut, descriptor path ["events"] ─────────► ingest_events ─► cxdb-storage
+//!  DoPut(CommandStatementIngest "events") ────► the same write, all or nothing per batch (ADBC)
+//!  GetFlightInfo(CommandStatementQuery) ──────► executor.prepare: schema; ticket = the SQL
+//!  DoGet(ticket) ─────────────────────────────► executor.execute_with_params, streamed batch by batch
+//!  CreatePreparedStatement ───────────────────► executor.prepare: handle, dataset + parameter schemas
+//!  DoPut(CommandPreparedStatementQuery) ──────► a new handle carrying the bound row
+//!  GetCatalogs / GetDbSchemas / GetTables ────► executor.catalog (what the principal may query)
+//!  GetSqlInfo / GetXdbcTypeInfo / GetTableTypes / key listings ─► static tables (metadata.rs)
+//!  Get/SetSessionOptions, CloseSession ───────► fixed catalog `cxdb`, schema `public` (session.rs)
+//! ```
+//!
+//! Tickets and handles are stateless (handle.rs): they carry the SQL and the
+//! bound values, so they survive between calls, restarts and servers.
+//!
+//! `DoPut` with descriptor path `["events"]` ingests record batches of the
+//! events schema (nullable columns may be omitted; the server sets
+//! `ingested_at`), answering one `PutResult` per batch whose `app_metadata`
+//! is JSON `{"accepted": n, "duplicate": n, "rejected": [...]}`.
 
+mod handle;
+mod metadata;
+mod session;
+
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder, FlightRecordBatchStream};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+use arrow_flight::sql::server::{DoPutError, FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt,
+    SqlInfo, TableExistsOption, TicketStatementQuery,
 };
+use arrow_flight::{
+    Action, ActionType, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, PutResult, SchemaAsIpc, Ticket,
+};
+use base64::Engine;
+use bytes::Bytes;
 use cxdb_model::events_from_batch;
+use cxdb_query::Principal;
 use cxdb_storage::WriteOptions;
+use datafusion::datasource::TableType;
+use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use self::handle::{BoundParams, Statement};
 use crate::AppState;
 use crate::error::Error;
 use crate::http::write_outcome_json;
@@ -27,13 +74,170 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[derive(Debug)]
 pub(crate) struct FlightSvc {
-    pub(crate) state: Arc<AppState>,
+    state: Arc<AppState>,
+    /// Values bound to prepared statements, for clients that keep using the
+    /// handle they created (handle.rs).
+    bound: BoundParams,
 }
 
-fn unimplemented<T>(what: &str) -> Result<T, Status> {
-    Err(Status::unimplemented(format!(
-        "{what} is not supported; DoPut with descriptor path [\"events\"] ingests events"
+impl FlightSvc {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
+        Self {
+            state,
+            bound: BoundParams::default(),
+        }
+    }
+
+    /// Authenticates a call; every Flight SQL entry point starts here.
+    fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
+        let token = request_token(metadata)?;
+        Ok(self.state.authenticate(token.as_deref())?)
+    }
+
+    /// Runs a statement and streams its batches as DataFusion produces them.
+    async fn run(
+        &self,
+        principal: &Principal,
+        stmt: Statement,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        let stmt = stmt.resolve(&self.bound);
+        let values = stmt.values()?;
+        let started = Instant::now();
+        let result = self
+            .state
+            .executor
+            .execute_with_params(principal, &stmt.sql, values)
+            .await;
+        self.state
+            .metrics
+            .record_query(started.elapsed(), result.is_ok());
+        Ok(Response::new(query_stream(result.map_err(Error::from)?)))
+    }
+
+    /// Plans `sql` with `params` bound for its schema; a failure counts as
+    /// a failed query.
+    async fn plan(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<datafusion::common::ScalarValue>,
+    ) -> Result<cxdb_query::StatementInfo, Status> {
+        let started = Instant::now();
+        let result = self.state.executor.prepare(principal, sql, params).await;
+        if result.is_err() {
+            self.state.metrics.record_query(started.elapsed(), false);
+        }
+        Ok(result.map_err(Error::from)?)
+    }
+
+    async fn catalog(&self, principal: &Principal) -> Result<cxdb_query::CatalogListing, Status> {
+        Ok(self
+            .state
+            .executor
+            .catalog(principal)
+            .await
+            .map_err(Error::from)?)
+    }
+
+    /// Statements that change something are not served over Flight SQL
+    /// yet; a query sent as an update is named as such.
+    async fn refuse_update(&self, principal: &Principal, sql: &str) -> Result<i64, Status> {
+        self.plan(principal, sql, Vec::new()).await?;
+        Err(Status::invalid_argument(
+            "this statement returns rows: run it as a query (CommandStatementQuery or a prepared \
+             statement's GetFlightInfo), not as an update",
+        ))
+    }
+}
+
+/// The token a call presents: `authorization: Bearer <token>`, or the
+/// password of `authorization: Basic` (Tableau and other JDBC users can only
+/// fill in a user name and a password; the token goes in the password).
+fn request_token(metadata: &MetadataMap) -> Result<Option<String>, Status> {
+    let Some(value) = metadata.get("authorization") else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Status::unauthenticated("the authorization header is not ASCII text"))?
+        .trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Some(rest.to_string()));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                Status::unauthenticated("Basic credentials are not base64 of user:password")
+            })?;
+        let (user, password) = text.split_once(':').unwrap_or((text.as_str(), ""));
+        let token = if password.is_empty() { user } else { password };
+        return Ok((!token.is_empty()).then(|| token.to_string()));
+    }
+    Err(Status::unauthenticated(format!(
+        "unsupported authorization scheme {scheme:?}: send `Bearer <token>`, or Basic auth \
+         with the token as the password"
     )))
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::from(Error::Internal(e.to_string()))
+}
+
+/// A `FlightInfo` with one endpoint whose ticket is `ticket`.
+fn flight_info(
+    schema: &Schema,
+    ticket: impl Into<Bytes>,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(internal)?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+/// A schema as Flight SQL sends it in prepared-statement results and
+/// `GetTables`: an encapsulated IPC schema message.
+fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(internal)?;
+    Ok(bytes)
+}
+
+fn batch_stream(batch: RecordBatch) -> Response<BoxStream<FlightData>> {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(batch.schema())
+        .build(futures::stream::once(async { Ok(batch) }))
+        .map_err(Status::from);
+    Response::new(Box::pin(stream))
+}
+
+/// Query results as Flight data, one batch at a time; an error after the
+/// schema ends the stream with its mapped status.
+fn query_stream(batches: SendableRecordBatchStream) -> BoxStream<FlightData> {
+    let schema = batches.schema();
+    let batches = batches.map_err(|e| FlightError::from(Status::from(Error::Query(e.into()))));
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(Status::from),
+    )
+}
+
+fn table_type_name(t: TableType) -> &'static str {
+    match t {
+        TableType::Base => "TABLE",
+        TableType::View => "VIEW",
+        TableType::Temporary => "LOCAL TEMPORARY",
+    }
 }
 
 /// Ingests a DoPut stream whose first message carried `descriptor`.
@@ -82,61 +286,386 @@ pub(crate) async fn ingest_events(
     Ok(Response::new(Box::pin(results)))
 }
 
+type DoGetResult = Result<Response<<FlightSvc as FlightService>::DoGetStream>, Status>;
+
 #[tonic::async_trait]
-impl FlightService for FlightSvc {
-    type HandshakeStream = BoxStream<HandshakeResponse>;
-    type ListFlightsStream = BoxStream<FlightInfo>;
-    type DoGetStream = BoxStream<FlightData>;
-    type DoPutStream = BoxStream<PutResult>;
-    type DoActionStream = BoxStream<arrow_flight::Result>;
-    type ListActionsStream = BoxStream<ActionType>;
-    type DoExchangeStream = BoxStream<FlightData>;
+impl FlightSqlService for FlightSvc {
+    type FlightService = FlightSvc;
 
-    async fn handshake(
+    async fn do_handshake(
         &self,
-        _: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Self::HandshakeStream>, Status> {
-        unimplemented("Handshake")
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
+        let token = request_token(request.metadata())?;
+        self.state.authenticate(token.as_deref())?;
+        // The token is the credential (there are no sessions), so it is what
+        // the client sends as `Bearer` from now on.
+        let payload = token.clone().map(Bytes::from).unwrap_or_default();
+        let out = futures::stream::iter([Ok(HandshakeResponse {
+            protocol_version: 0,
+            payload,
+        })]);
+        let mut response: Response<BoxStream<HandshakeResponse>> = Response::new(Box::pin(out));
+        if let Some(token) = token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Status::unauthenticated("the token is not valid header text"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
     }
 
-    async fn list_flights(
+    async fn get_flight_info_statement(
         &self,
-        _: Request<Criteria>,
-    ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        unimplemented("ListFlights")
-    }
-
-    async fn get_flight_info(
-        &self,
-        _: Request<FlightDescriptor>,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        unimplemented("GetFlightInfo")
+        let principal = self.principal(request.metadata())?;
+        let info = self.plan(&principal, &query.query, Vec::new()).await?;
+        let ticket = TicketStatementQuery {
+            statement_handle: Statement::query(query.query).encode(),
+        };
+        flight_info(
+            &info.schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
-    async fn poll_flight_info(
+    async fn get_flight_info_prepared_statement(
         &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<PollInfo>, Status> {
-        unimplemented("PollFlightInfo")
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let principal = self.principal(request.metadata())?;
+        let stmt = Statement::decode(&cmd.prepared_statement_handle, "prepared statement handle")?
+            .resolve(&self.bound);
+        let values = stmt.values()?;
+        let bound = values.len();
+        // Planned with the values, so the schema is the one DoGet streams
+        // (clients compare the two).
+        let info = self.plan(&principal, &stmt.sql, values).await?;
+        if bound != info.parameters.len() {
+            return Err(Status::invalid_argument(format!(
+                "the prepared statement takes {} parameter(s), {bound} bound: bind them with \
+                 DoPut(CommandPreparedStatementQuery) first",
+                info.parameters.len()
+            )));
+        }
+        // The ticket carries the bound values, so any server can serve it.
+        let ticket = TicketStatementQuery {
+            statement_handle: stmt.encode(),
+        };
+        flight_info(
+            &info.schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )
     }
 
-    async fn get_schema(
+    async fn get_flight_info_catalogs(
         &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<SchemaResult>, Status> {
-        unimplemented("GetSchema")
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let schema = query.into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
     }
 
-    async fn do_get(&self, _: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        unimplemented("DoGet")
-    }
-
-    async fn do_put(
+    async fn get_flight_info_schemas(
         &self,
-        request: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoPutStream>, Status> {
-        let mut stream = request.into_inner().peekable();
-        let descriptor = match Pin::new(&mut stream).peek().await {
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let schema = query.clone().into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let schema = query.into_builder().schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let schema = query.clone().into_builder(metadata::sql_info()).schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let schema = query.into_builder(metadata::xdbc_type_info()).schema();
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(&schema, ticket, request.into_inner())
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(
+            &metadata::primary_keys_schema(),
+            ticket,
+            request.into_inner(),
+        )
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(
+            &metadata::foreign_keys_schema(),
+            ticket,
+            request.into_inner(),
+        )
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(
+            &metadata::foreign_keys_schema(),
+            ticket,
+            request.into_inner(),
+        )
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.principal(request.metadata())?;
+        let ticket = query.as_any().encode_to_vec();
+        flight_info(
+            &metadata::foreign_keys_schema(),
+            ticket,
+            request.into_inner(),
+        )
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        let principal = self.principal(request.metadata())?;
+        let stmt = Statement::decode(&ticket.statement_handle, "statement ticket")?;
+        self.run(&principal, stmt).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        let principal = self.principal(request.metadata())?;
+        let stmt = Statement::decode(
+            &query.prepared_statement_handle,
+            "prepared statement handle",
+        )?;
+        self.run(&principal, stmt).await
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        let principal = self.principal(request.metadata())?;
+        let listing = self.catalog(&principal).await?;
+        let mut builder = query.into_builder();
+        let catalogs: BTreeSet<_> = listing.schemas.iter().map(|(c, _)| c).collect();
+        for catalog in catalogs {
+            builder.append(catalog);
+        }
+        Ok(batch_stream(builder.build().map_err(internal)?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        let principal = self.principal(request.metadata())?;
+        let listing = self.catalog(&principal).await?;
+        let mut builder = query.into_builder();
+        for (catalog, schema) in &listing.schemas {
+            builder.append(catalog, schema);
+        }
+        Ok(batch_stream(builder.build().map_err(internal)?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        let principal = self.principal(request.metadata())?;
+        let listing = self.catalog(&principal).await?;
+        let mut builder = query.into_builder();
+        for t in &listing.tables {
+            builder
+                .append(
+                    &t.catalog,
+                    &t.schema,
+                    &t.name,
+                    table_type_name(t.table_type),
+                    &t.arrow_schema,
+                )
+                .map_err(internal)?;
+        }
+        Ok(batch_stream(builder.build().map_err(internal)?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        let mut builder = query.into_builder();
+        for t in [TableType::Base, TableType::View] {
+            builder.append(table_type_name(t));
+        }
+        Ok(batch_stream(builder.build().map_err(internal)?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        let batch = query
+            .into_builder(metadata::sql_info())
+            .build()
+            .map_err(internal)?;
+        Ok(batch_stream(batch))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        let batch = query
+            .into_builder(metadata::xdbc_type_info())
+            .build()
+            .map_err(internal)?;
+        Ok(batch_stream(batch))
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        Ok(batch_stream(RecordBatch::new_empty(
+            metadata::primary_keys_schema(),
+        )))
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        Ok(batch_stream(RecordBatch::new_empty(
+            metadata::foreign_keys_schema(),
+        )))
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        Ok(batch_stream(RecordBatch::new_empty(
+            metadata::foreign_keys_schema(),
+        )))
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        request: Request<Ticket>,
+    ) -> DoGetResult {
+        self.principal(request.metadata())?;
+        Ok(batch_stream(RecordBatch::new_empty(
+            metadata::foreign_keys_schema(),
+        )))
+    }
+
+    async fn do_get_fallback(&self, request: Request<Ticket>, message: Any) -> DoGetResult {
+        self.principal(request.metadata())?;
+        Err(Status::invalid_argument(format!(
+            "unknown ticket (type {:?}): use the ticket of a FlightInfo this server returned",
+            message.type_url
+        )))
+    }
+
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: Any,
+    ) -> Result<Response<BoxStream<PutResult>>, Status> {
+        self.principal(request.metadata())?;
+        // A path descriptor carries no command: plain Flight ingest.
+        if !message.type_url.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "unsupported DoPut command {:?}: DoPut with descriptor path [\"events\"] ingests \
+                 events; DoPut(CommandPreparedStatementQuery) binds parameters",
+                message.type_url
+            )));
+        }
+        let mut stream = request.into_inner();
+        let descriptor = match stream.peek().await {
             Some(Ok(first)) => first.flight_descriptor.clone(),
             Some(Err(e)) => return Err(e.clone()),
             None => return Err(Status::invalid_argument("DoPut stream is empty")),
@@ -144,24 +673,221 @@ impl FlightService for FlightSvc {
         ingest_events(Arc::clone(&self.state), descriptor, stream).await
     }
 
-    async fn do_action(
+    async fn do_put_error_callback(
         &self,
-        _: Request<Action>,
-    ) -> Result<Response<Self::DoActionStream>, Status> {
-        unimplemented("DoAction")
+        _request: Request<PeekableFlightDataStream>,
+        error: DoPutError,
+    ) -> Result<Response<BoxStream<PutResult>>, Status> {
+        Err(Status::invalid_argument(match error {
+            DoPutError::MissingCommand => "DoPut stream is empty".to_string(),
+            DoPutError::MissingFlightDescriptor => {
+                "DoPut needs a flight descriptor with path [\"events\"], got none".to_string()
+            }
+        }))
     }
 
-    async fn list_actions(
+    async fn do_put_statement_update(
         &self,
-        _: Request<Empty>,
-    ) -> Result<Response<Self::ListActionsStream>, Status> {
-        unimplemented("ListActions")
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let principal = self.principal(request.metadata())?;
+        self.refuse_update(&principal, &command.query).await
     }
 
-    async fn do_exchange(
+    /// ADBC bulk ingest (`adbc_ingest("events", data, mode="append")`):
+    /// appends to `events`, all or nothing per batch, and counts the events
+    /// newly stored (duplicates are not).
+    async fn do_put_statement_ingest(
         &self,
-        _: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        unimplemented("DoExchange")
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.principal(request.metadata())?;
+        let in_public = command.schema.as_deref().is_none_or(|s| s == "public")
+            && command.catalog.as_deref().is_none_or(|c| c == "cxdb");
+        if command.table != "events" || !in_public || command.temporary {
+            return Err(Status::invalid_argument(format!(
+                "bulk ingest writes only to the table events (cxdb.public.events), not {:?}",
+                command.table
+            )));
+        }
+        let if_exists = command
+            .table_definition_options
+            .map(|o| o.if_exists)
+            .unwrap_or_default();
+        if if_exists == TableExistsOption::Fail as i32
+            || if_exists == TableExistsOption::Replace as i32
+        {
+            return Err(Status::invalid_argument(
+                "events exists and is append-only: ingest with mode \"append\"",
+            ));
+        }
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        );
+        let mut stored = 0;
+        while let Some(batch) = batches.next().await {
+            let batch = batch
+                .map_err(|e| Status::invalid_argument(format!("invalid Arrow Flight data: {e}")))?;
+            let events = events_from_batch(&batch).map_err(|e| {
+                self.state
+                    .metrics
+                    .record_rejected(Protocol::Flight, batch.num_rows());
+                Status::invalid_argument(e.to_string())
+            })?;
+            self.state.check_rows(events.len())?;
+            let out = self
+                .state
+                .storage
+                .write(events, WriteOptions { atomic: true })
+                .await
+                .map_err(Error::from)?;
+            self.state.metrics.record_write(Protocol::Flight, &out);
+            if let Some(first) = out.rejected.first() {
+                return Err(Status::invalid_argument(format!(
+                    "{} of {} events rejected, so none of this batch was written; the first: {first}",
+                    out.rejected.len(),
+                    batch.num_rows()
+                )));
+            }
+            stored += i64::try_from(out.accepted).unwrap_or(i64::MAX);
+        }
+        Ok(stored)
     }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.principal(request.metadata())?;
+        let stmt = Statement::decode(
+            &query.prepared_statement_handle,
+            "prepared statement handle",
+        )?;
+        let mut batches = FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        );
+        let mut row = None;
+        while let Some(batch) = batches.next().await {
+            let batch = batch
+                .map_err(|e| Status::invalid_argument(format!("invalid parameter batch: {e}")))?;
+            match (&row, batch.num_rows()) {
+                (_, 0) => {}
+                (None, 1) => row = Some(batch),
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "bind exactly one row of parameters to a query, got more",
+                    ));
+                }
+            }
+        }
+        let row = row.ok_or_else(|| {
+            Status::invalid_argument(
+                "no parameter values: bind one row with a column per parameter ($1, $2, …)",
+            )
+        })?;
+        // Refuse values that cannot become scalars now, not at DoGet.
+        handle::row_values(&row)?;
+        let bound = stmt.bind(&row)?;
+        bound.remember(&self.bound);
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(bound.encode()),
+        })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let principal = self.principal(request.metadata())?;
+        let stmt = Statement::decode(
+            &query.prepared_statement_handle,
+            "prepared statement handle",
+        )?;
+        self.refuse_update(&principal, &stmt.sql).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let principal = self.principal(request.metadata())?;
+        let info = self.plan(&principal, &query.query, Vec::new()).await?;
+        // A parameter the statement does not constrain (`SELECT $1`) is
+        // offered as text: JDBC binds any value to a VARCHAR parameter,
+        // while a Null-typed one accepts only NULL.
+        let parameters: Vec<Field> = info
+            .parameters
+            .iter()
+            .map(|(id, ty)| Field::new(id, ty.clone().unwrap_or(DataType::Utf8), true))
+            .collect();
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: Statement::prepared(query.query).encode(),
+            dataset_schema: ipc_schema(&info.schema)?,
+            parameter_schema: ipc_schema(&Schema::new(parameters))?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
+        self.principal(request.metadata())?;
+        Statement::decode(
+            &query.prepared_statement_handle,
+            "prepared statement handle",
+        )?
+        .forget(&self.bound);
+        Ok(())
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        self.principal(request.metadata())?;
+        let action = request.into_inner();
+        let body = match action.r#type.as_str() {
+            session::SET_SESSION_OPTIONS => session::set(&action.body).encode_to_vec(),
+            session::GET_SESSION_OPTIONS => session::current().encode_to_vec(),
+            session::CLOSE_SESSION => session::close().encode_to_vec(),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown action {other:?}; ListActions names the supported ones"
+                )));
+            }
+        };
+        let result = arrow_flight::Result { body: body.into() };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(result)]))))
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<ActionType, Status>>> {
+        let action = |name: &str, description: &str| {
+            Ok(ActionType {
+                r#type: name.to_string(),
+                description: description.to_string(),
+            })
+        };
+        Some(vec![
+            action(
+                session::SET_SESSION_OPTIONS,
+                "Accepts session options; catalog and schema are fixed (cxdb.public)",
+            ),
+            action(
+                session::GET_SESSION_OPTIONS,
+                "The session options: catalog and schema",
+            ),
+            action(
+                session::CLOSE_SESSION,
+                "Closes the session (there is no server-side state)",
+            ),
+        ])
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }

@@ -190,10 +190,8 @@ pub async fn run(
             state: Arc::clone(&app),
         }))
         .add_service(
-            FlightServiceServer::new(flight::FlightSvc {
-                state: Arc::clone(&app),
-            })
-            .max_decoding_message_size(max),
+            FlightServiceServer::new(flight::FlightSvc::new(Arc::clone(&app)))
+                .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),

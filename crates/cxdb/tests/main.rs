@@ -4,4 +4,5 @@
 mod server;
 
 mod errors;
+mod flightsql;
 mod ingest;
