@@ -3,15 +3,17 @@
 //!
 //! ```text
 //!  gRPC IngestService ─┐                                   ┌─ gRPC QueryService (Arrow IPC)
-//!  Flight DoPut ───────┼─► cxdb-storage (validate, dedup,  ├─ (pgwire, Flight SQL: next)
-//!  HTTP NDJSON ────────┘    WAL, buffer, Parquet lake) ◄───┴─ cxdb-query (DataFusion)
+//!  Flight DoPut ───────┼─► cxdb-storage (validate, dedup,  ├─ PostgreSQL wire (one session
+//!  HTTP NDJSON ────────┘    WAL, buffer, Parquet lake) ◄───┤   per connection; Flight SQL: next)
+//!                                                          └─ cxdb-query (DataFusion)
 //!  AdminService, /metrics, /healthz, /readyz
 //! ```
 //!
 //! Start-up: bind every listener (so port 0 resolves and `--ports-file` is
 //! written at once), serve `/healthz` and `/readyz` (503 until ready), replay
 //! the WAL, then serve everything. Shutdown: stop accepting, finish requests
-//! in flight, persist the write buffer, exit.
+//! in flight (open PostgreSQL sessions are closed, like `pg_ctl stop -m
+//! fast`), persist the write buffer, exit.
 
 mod convert;
 mod error;
@@ -19,6 +21,7 @@ mod flight;
 mod grpc;
 mod http;
 mod metrics;
+mod pgwire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,7 +31,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use cxdb_proto::v1::admin_service_server::AdminServiceServer;
 use cxdb_proto::v1::ingest_service_server::IngestServiceServer;
 use cxdb_proto::v1::query_service_server::QueryServiceServer;
-use cxdb_query::{QueryEngine, SharedExecutor};
+use cxdb_query::{Principal, QueryEngine, SharedExecutor};
 use cxdb_storage::{Storage, StorageConfig};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -41,6 +44,8 @@ pub use metrics::Metrics;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub grpc_addr: SocketAddr,
+    /// PostgreSQL wire protocol.
+    pub pg_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub storage: StorageConfig,
     /// Largest request body / gRPC message accepted.
@@ -48,7 +53,7 @@ pub struct ServerConfig {
     /// Most events accepted in one request (one gRPC message, HTTP body or
     /// Flight batch).
     pub max_rows_per_request: usize,
-    /// Where to write `{"grpc": "...", "http": "..."}` once bound.
+    /// Where to write `{"grpc": "...", "pg": "...", "http": "..."}` once bound.
     pub ports_file: Option<PathBuf>,
 }
 
@@ -57,11 +62,28 @@ pub struct ServerConfig {
 pub(crate) struct AppState {
     pub(crate) storage: Arc<Storage>,
     pub(crate) executor: SharedExecutor,
+    /// Builds the per-connection sessions of stateful protocols (pgwire).
+    pub(crate) engine: QueryEngine,
     pub(crate) metrics: Metrics,
     pub(crate) max_rows_per_request: usize,
 }
 
 impl AppState {
+    /// The one authentication point of every protocol: a bearer token (gRPC
+    /// `authorization` metadata, HTTP header, pgwire password) becomes the
+    /// principal queries run as, and a tenant-scoped principal sees only its
+    /// tenant. Tokens arrive with issue #6; until then the server runs as
+    /// `--auth none`: every caller is unscoped and any token is accepted.
+    pub(crate) fn authenticate(&self, _token: Option<&str>) -> Result<Principal> {
+        Ok(Principal::unscoped())
+    }
+
+    /// Whether callers must present a token (`--auth token`); pgwire then
+    /// asks for a password. Always false until tokens exist.
+    pub(crate) fn requires_token(&self) -> bool {
+        false
+    }
+
     pub(crate) fn check_rows(&self, n: usize) -> Result<()> {
         if n > self.max_rows_per_request {
             return Err(Error::PayloadTooLarge(format!(
@@ -77,6 +99,7 @@ impl AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct BoundAddrs {
     pub grpc: SocketAddr,
+    pub pg: SocketAddr,
     pub http: SocketAddr,
 }
 
@@ -97,6 +120,7 @@ pub async fn run(
 ) -> Result<()> {
     let http_listener = bind(config.http_addr, "HTTP").await?;
     let grpc_listener = bind(config.grpc_addr, "gRPC").await?;
+    let pg_listener = bind(config.pg_addr, "PostgreSQL").await?;
     let local = |l: &TcpListener| {
         l.local_addr().map_err(|e| Error::Io {
             context: "local address".into(),
@@ -105,12 +129,16 @@ pub async fn run(
     };
     let addrs = BoundAddrs {
         grpc: local(&grpc_listener)?,
+        pg: local(&pg_listener)?,
         http: local(&http_listener)?,
     };
-    info!(grpc = %addrs.grpc, http = %addrs.http, "listening");
+    info!(grpc = %addrs.grpc, pg = %addrs.pg, http = %addrs.http, "listening");
     if let Some(path) = &config.ports_file {
-        let json =
-            serde_json::json!({ "grpc": addrs.grpc.to_string(), "http": addrs.http.to_string() });
+        let json = serde_json::json!({
+            "grpc": addrs.grpc.to_string(),
+            "pg": addrs.pg.to_string(),
+            "http": addrs.http.to_string(),
+        });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, json.to_string())
             .and_then(|()| std::fs::rename(&tmp, path))
@@ -147,10 +175,15 @@ pub async fn run(
     let app = Arc::new(AppState {
         storage: Arc::clone(&storage),
         executor: Arc::new(QueryEngine::new(Arc::clone(&storage))),
+        engine: QueryEngine::new(Arc::clone(&storage)),
         metrics: Metrics::default(),
         max_rows_per_request: config.max_rows_per_request,
     });
     let _ = http_state.app.set(Arc::clone(&app));
+    // Connections that arrived during WAL replay waited in the listen
+    // backlog; they are served from here on.
+    let pg_server =
+        tokio::spawn(pgwire::PgServer::new(Arc::clone(&app))?.serve(pg_listener, stopped()));
     on_ready(&storage);
     info!("ready");
 
@@ -199,7 +232,9 @@ pub async fn run(
         );
     let grpc_result = grpc_server.await;
     let http_result = http_server.await;
+    let pg_result = pg_server.await;
     grpc_result.map_err(|e| Error::Internal(format!("gRPC server: {e}")))?;
+    pg_result.map_err(|e| Error::Internal(format!("PostgreSQL server task: {e}")))?;
     http_result
         .map_err(|e| Error::Internal(format!("HTTP server task: {e}")))?
         .map_err(|e| Error::Io {

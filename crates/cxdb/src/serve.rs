@@ -18,7 +18,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CXDB_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub(crate) grpc_addr: SocketAddr,
 
-    /// PostgreSQL wire protocol (not served yet: arrives with the BI work).
+    /// PostgreSQL wire protocol (password = token; any user name).
     #[arg(long, env = "CXDB_PG_ADDR", default_value = "127.0.0.1:5433")]
     pub(crate) pg_addr: SocketAddr,
 
@@ -35,7 +35,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CXDB_OBJECT_STORE")]
     pub(crate) object_store: Option<String>,
 
-    /// Write `{"grpc": "...", "http": "..."}` here once the listeners are bound.
+    /// Write `{"grpc": "...", "pg": "...", "http": "..."}` here once the listeners are bound.
     #[arg(long, env = "CXDB_PORTS_FILE")]
     pub(crate) ports_file: Option<PathBuf>,
 
@@ -86,6 +86,7 @@ impl ServeArgs {
         };
         Ok(ServerConfig {
             grpc_addr: self.grpc_addr,
+            pg_addr: self.pg_addr,
             http_addr: self.http_addr,
             storage,
             max_request_bytes: self.max_request_bytes,

@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `cxdb` binary on port 0, real clients (tonic,
-//! arrow-flight, HTTP). One test binary (see STYLE.md); modules by topic.
+//! arrow-flight, HTTP, tokio-postgres, psql). One test binary (see
+//! STYLE.md); modules by topic.
 
 mod server;
 
 mod errors;
 mod flightsql;
 mod ingest;
+mod pgwire;

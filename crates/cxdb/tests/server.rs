@@ -15,6 +15,8 @@ use futures::StreamExt;
 pub(crate) struct TestServer {
     child: Option<Child>,
     pub(crate) grpc: String,
+    /// PostgreSQL wire protocol, `host:port`.
+    pub(crate) pg: String,
     pub(crate) http: String,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -36,6 +38,8 @@ impl TestServer {
             .args([
                 "serve",
                 "--grpc-addr",
+                "127.0.0.1:0",
+                "--pg-addr",
                 "127.0.0.1:0",
                 "--http-addr",
                 "127.0.0.1:0",
@@ -67,6 +71,7 @@ impl TestServer {
         let server = Self {
             child: Some(child),
             grpc: format!("http://{}", addr("grpc")),
+            pg: addr("pg"),
             http: format!("http://{}", addr("http")),
             _tmp: None,
         };

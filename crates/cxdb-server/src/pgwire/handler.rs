@@ -1,0 +1,355 @@
+//! Query handlers shared by every connection: each call is handed to the
+//! `DfSessionService` of the connection it arrives on, and its rows are
+//! made interruptible. datafusion-postgres runs a statement while the rows
+//! stream, after pgwire's cancel check and its own `statement_timeout`
+//! (which cover planning only), so a CancelRequest or an expired
+//! `statement_timeout` is checked here, between rows.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{DataType as SqlType, Ident, Statement, TimezoneInfo};
+use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::results::{FieldInfo, Response};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
+use datafusion_postgres::pgwire::api::store::PortalStore;
+use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::{Sink, Stream};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use super::connection::{self, Connection};
+use super::hooks;
+use crate::AppState;
+
+/// datafusion-postgres' prepared statement: the SQL and, once planned, its
+/// statement and logical plan.
+pub(crate) type DfStatement = (String, Option<(Statement, LogicalPlan)>);
+
+/// Where datafusion-postgres keeps `SET statement_timeout` (milliseconds) in
+/// the connection's metadata.
+const STATEMENT_TIMEOUT_KEY: &str = "statement_timeout_ms";
+
+pub(crate) struct QueryHandler {
+    state: Arc<AppState>,
+    parser: Arc<ConnectionParser>,
+}
+
+impl QueryHandler {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
+        // Describing a prepared statement needs only its plan, not a
+        // session, and pgwire asks for it without naming the connection.
+        let describer = DfSessionService::new(Arc::new(SessionContext::new())).query_parser();
+        Self {
+            state,
+            parser: Arc::new(ConnectionParser { describer }),
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connection = connection::of(client)?;
+        let started = Instant::now();
+        let mut interrupt = Interrupt::start(&connection, client);
+        let result = interrupt
+            .run(SimpleQueryHandler::do_query(
+                &connection.service,
+                client,
+                query,
+            ))
+            .await;
+        self.state
+            .metrics
+            .record_query(started.elapsed(), result.is_ok());
+        Ok(result?
+            .into_iter()
+            .map(|response| interrupt.guard(response))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = DfStatement;
+    type QueryParser = ConnectionParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let connection = connection::of(client)?;
+        let started = Instant::now();
+        let mut interrupt = Interrupt::start(&connection, client);
+        let result = interrupt
+            .run(ExtendedQueryHandler::do_query(
+                &connection.service,
+                client,
+                portal,
+                max_rows,
+            ))
+            .await;
+        self.state
+            .metrics
+            .record_query(started.elapsed(), result.is_ok());
+        Ok(interrupt.guard(result?))
+    }
+}
+
+/// Parses with the session of the connection the Parse message arrives on
+/// (its tables, its tenant scope, cxdb's hooks).
+pub(crate) struct ConnectionParser {
+    describer: Arc<Parser>,
+}
+
+#[async_trait]
+impl QueryParser for ConnectionParser {
+    type Statement = DfStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let connection = connection::of(client)?;
+        let parsed = connection
+            .service
+            .query_parser()
+            .parse_sql(client, sql, types)
+            .await?;
+        // datafusion-postgres plans without the parameter types of the Parse
+        // message, so `SELECT $1` with $1 declared timestamptz would describe
+        // an untyped column. Such a query is planned again with the types.
+        match parsed {
+            Some((sql, Some((statement @ Statement::Query(_), plan)))) => {
+                let plan = match declared_types(types) {
+                    Some(data_types) => {
+                        plan_with_types(&connection.ctx, &statement, data_types).await?
+                    }
+                    None => plan,
+                };
+                Ok(Some((sql, Some((statement, plan)))))
+            }
+            other => Ok(other),
+        }
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.describer.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.describer.get_result_schema(stmt, column_format)
+    }
+}
+
+/// The parameter types of a Parse message as SQL types, when it declares
+/// every one and each has a SQL spelling.
+fn declared_types(types: &[Option<Type>]) -> Option<Vec<SqlType>> {
+    if types.is_empty() {
+        return None;
+    }
+    types
+        .iter()
+        .map(|t| {
+            Some(match t.as_ref()? {
+                t if *t == Type::BOOL => SqlType::Boolean,
+                t if *t == Type::INT2 => SqlType::SmallInt(None),
+                t if *t == Type::INT4 => SqlType::Int(None),
+                t if *t == Type::INT8 => SqlType::BigInt(None),
+                t if *t == Type::FLOAT4 => SqlType::Real,
+                t if *t == Type::FLOAT8 => SqlType::DoublePrecision,
+                t if *t == Type::TEXT || *t == Type::BPCHAR || *t == Type::NAME => SqlType::Text,
+                t if *t == Type::VARCHAR => SqlType::Varchar(None),
+                t if *t == Type::DATE => SqlType::Date,
+                t if *t == Type::TIMESTAMP => SqlType::Timestamp(None, TimezoneInfo::None),
+                t if *t == Type::TIMESTAMPTZ => {
+                    SqlType::Timestamp(None, TimezoneInfo::WithTimeZone)
+                }
+                t if *t == Type::BYTEA => SqlType::Bytea,
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+/// Plans `statement` as DataFusion plans `PREPARE p(types) AS statement`,
+/// so its placeholders, and the columns made of them, have those types.
+async fn plan_with_types(
+    ctx: &SessionContext,
+    statement: &Statement,
+    data_types: Vec<SqlType>,
+) -> PgWireResult<LogicalPlan> {
+    let prepare = Statement::Prepare {
+        name: Ident::new("cxdb_typed"),
+        data_types,
+        statement: Box::new(statement.clone()),
+    };
+    let plan = hooks::plan_statement(&prepare, ctx).await?;
+    match plan {
+        LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
+            Ok(Arc::unwrap_or_clone(prepare.input))
+        }
+        other => Ok(other),
+    }
+}
+
+/// What stops a running statement: a CancelRequest for its connection or
+/// its `statement_timeout`. Both answer SQLSTATE 57014, as PostgreSQL does.
+struct Interrupt {
+    cancel: watch::Receiver<u64>,
+    /// Resolves when the cancel generation changes; never if the connection
+    /// is gone.
+    cancelled: Pin<Box<dyn Future<Output = ()> + Send>>,
+    deadline: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Interrupt {
+    /// Starts watching for a statement beginning now; cancel requests that
+    /// arrived before it do not count.
+    fn start<C: ClientInfo + ?Sized>(connection: &Connection, client: &C) -> Self {
+        let mut cancel = connection.cancel.subscribe();
+        cancel.mark_unchanged();
+        let deadline = client
+            .metadata()
+            .get(STATEMENT_TIMEOUT_KEY)
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        Self::watching(cancel, deadline)
+    }
+
+    fn watching(cancel: watch::Receiver<u64>, deadline: Option<tokio::time::Instant>) -> Self {
+        let mut changes = cancel.clone();
+        let cancelled = Box::pin(async move {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        });
+        Self {
+            cancel,
+            cancelled,
+            deadline,
+            timer: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        }
+    }
+
+    /// The same statement's watch, for another of its result streams.
+    fn fork(&self) -> Self {
+        Self::watching(self.cancel.clone(), self.deadline)
+    }
+
+    fn poll_interrupted(&mut self, cx: &mut Context<'_>) -> Poll<PgWireError> {
+        if self.cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(PgWireError::QueryCanceled);
+        }
+        if let Some(timer) = &mut self.timer
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "ERROR".into(),
+                "57014".into(),
+                "canceling statement due to statement timeout".into(),
+            ))));
+        }
+        Poll::Pending
+    }
+
+    async fn run<T>(&mut self, work: impl Future<Output = PgWireResult<T>>) -> PgWireResult<T> {
+        tokio::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = work.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            self.poll_interrupted(cx).map(Err)
+        })
+        .await
+    }
+
+    /// Makes the rows of `response` stop at an interrupt.
+    fn guard(&self, response: Response) -> Response {
+        match response {
+            Response::Query(mut query) => {
+                let rows = std::mem::replace(query.data_rows(), Box::pin(futures::stream::empty()));
+                *query.data_rows() = Box::pin(Interruptible {
+                    inner: rows,
+                    interrupt: self.fork(),
+                    done: false,
+                });
+                Response::Query(query)
+            }
+            Response::CopyOut(mut copy) => {
+                let data =
+                    std::mem::replace(copy.data_stream(), Box::pin(futures::stream::empty()));
+                *copy.data_stream() = Box::pin(Interruptible {
+                    inner: data,
+                    interrupt: self.fork(),
+                    done: false,
+                });
+                Response::CopyOut(copy)
+            }
+            other => other,
+        }
+    }
+}
+
+/// A result stream that ends with the interrupt's error once it fires.
+struct Interruptible<T> {
+    inner: Pin<Box<dyn Stream<Item = PgWireResult<T>> + Send>>,
+    interrupt: Interrupt,
+    done: bool,
+}
+
+impl<T> Stream for Interruptible<T> {
+    type Item = PgWireResult<T>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(e) = self.interrupt.poll_interrupted(cx) {
+            self.done = true;
+            return Poll::Ready(Some(Err(e)));
+        }
+        self.inner.as_mut().poll_next(cx)
+    }
+}
