@@ -13,6 +13,7 @@ mod catalog;
 mod error;
 mod manifest;
 mod sla;
+mod token;
 mod vocab;
 
 pub use calendar::{BusinessCalendar, DAY_NAMES, OpenInterval, WeeklyHours};
@@ -20,3 +21,4 @@ pub use catalog::{Catalog, KEEP_VERSIONS, manifest_file_name};
 pub use error::{Error, Result};
 pub use manifest::{FileMeta, Manifest, PendingDelete};
 pub use sla::SlaPolicy;
+pub use token::{NewToken, Role, TokenRecord, parse_token, sha256_hex};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::BusinessCalendar;
 use crate::error::{Error, Result};
 use crate::sla::SlaPolicy;
+use crate::token::TokenRecord;
 
 /// One Parquet file of the `events` lake, holding one tenant/day partition's rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,9 +55,27 @@ pub struct Manifest {
     /// Tenant -> days of data kept.
     #[serde(default)]
     pub retention_days: BTreeMap<String, u32>,
+    /// API tokens (hashed secrets), revoked ones included.
+    #[serde(default)]
+    pub tokens: Vec<TokenRecord>,
 }
 
 impl Manifest {
+    pub fn token(&self, id: &str) -> Option<&TokenRecord> {
+        self.tokens.iter().find(|t| t.id == id)
+    }
+
+    /// Marks a token revoked; false when there is no such token.
+    pub fn revoke_token(&mut self, id: &str, now: i64) -> bool {
+        match self.tokens.iter_mut().find(|t| t.id == id) {
+            Some(t) => {
+                t.revoked_at.get_or_insert(now);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn files_of(&self, tenant: &str) -> impl Iterator<Item = &FileMeta> {
         self.files.iter().filter(move |f| f.tenant_id == tenant)
     }

@@ -142,6 +142,26 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP cxdb_wal_fsync_duration_seconds Time of one WAL write+fdatasync (shared by a group commit).\n# TYPE cxdb_wal_fsync_duration_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (le, n) in cxdb_storage::WAL_SYNC_BUCKETS_SECS
+            .iter()
+            .zip(s.wal_sync_buckets)
+        {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "cxdb_wal_fsync_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "cxdb_wal_fsync_duration_seconds_bucket{{le=\"+Inf\"}} {0}\ncxdb_wal_fsync_duration_seconds_sum {1}\ncxdb_wal_fsync_duration_seconds_count {0}",
+            s.wal_syncs, s.wal_sync_seconds
+        );
+        let _ = writeln!(
+            out,
             "# HELP cxdb_query_duration_seconds Time to plan and start a query."
         );
         let _ = writeln!(out, "# TYPE cxdb_query_duration_seconds histogram");

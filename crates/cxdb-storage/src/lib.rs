@@ -40,6 +40,7 @@ use tracing::{info, warn};
 pub use buffer::{BufferedPartition, PartitionKey};
 pub use compactor::{CompactionOutcome, RetentionOutcome};
 pub use cxdb_catalog as catalog;
+pub use cxdb_wal::SYNC_BUCKETS_SECS as WAL_SYNC_BUCKETS_SECS;
 pub use error::{Error, Result};
 pub use lake::Lake;
 
@@ -141,6 +142,9 @@ pub struct StorageStats {
     pub persisted_bytes: u64,
     pub wal_segments: usize,
     pub wal_syncs: u64,
+    /// Write+fsync latency per bucket of [`WAL_SYNC_BUCKETS_SECS`].
+    pub wal_sync_buckets: [u64; WAL_SYNC_BUCKETS_SECS.len()],
+    pub wal_sync_seconds: f64,
     pub wal_appends: u64,
     pub dedup_hot_ids: usize,
     pub dedup_bloom_bytes: usize,
@@ -623,6 +627,8 @@ impl Storage {
             persisted_bytes,
             wal_segments: wal.segments,
             wal_syncs: wal.syncs,
+            wal_sync_buckets: wal.sync_buckets,
+            wal_sync_seconds: wal.sync_seconds,
             wal_appends: wal.appends,
             dedup_hot_ids: dedup.hot_ids(),
             dedup_bloom_bytes: dedup.bloom_bytes(),

@@ -16,7 +16,7 @@ mod writer;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 
@@ -30,6 +30,7 @@ pub use segment::MAX_PAYLOAD_LEN;
 
 use error::io;
 use segment::{MAGIC_LEN, SegmentInfo};
+pub use writer::SYNC_BUCKETS_SECS;
 use writer::{Command, Completion, Segments, Shared, Writer};
 
 /// Default size at which the writer starts a new segment.
@@ -71,7 +72,7 @@ pub struct ReplayedRecord {
     pub payload: Bytes,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WalStats {
     /// Segment files currently on disk, the active one included.
     pub segments: usize,
@@ -81,6 +82,11 @@ pub struct WalStats {
     pub appends: u64,
     /// `fdatasync` calls since open; below `appends` when group commit shares them.
     pub syncs: u64,
+    /// Write+fsync latency: count per bucket of [`SYNC_BUCKETS_SECS`] (not
+    /// cumulative; a sync slower than the last bound is counted only in
+    /// `syncs`), and the total time.
+    pub sync_buckets: [u64; SYNC_BUCKETS_SECS.len()],
+    pub sync_seconds: f64,
     pub last_seq: u64,
 }
 
@@ -129,12 +135,7 @@ impl Wal {
             "WAL opened"
         );
 
-        let shared = Arc::new(Shared {
-            segments: Mutex::new(Segments { closed, active }),
-            last_seq: AtomicU64::new(last_seq),
-            appends: AtomicU64::new(0),
-            syncs: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(Segments { closed, active }, last_seq));
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(
             dir.clone(),
@@ -240,6 +241,10 @@ impl Wal {
             bytes: segments.closed.iter().map(|s| s.len).sum::<u64>() + segments.active.len,
             appends: self.shared.appends.load(Ordering::Relaxed),
             syncs: self.shared.syncs.load(Ordering::Relaxed),
+            sync_buckets: std::array::from_fn(|i| {
+                self.shared.sync_buckets[i].load(Ordering::Relaxed)
+            }),
+            sync_seconds: self.shared.sync_micros.load(Ordering::Relaxed) as f64 / 1e6,
             last_seq: self.last_seq(),
         }
     }

@@ -51,6 +51,37 @@ pub(crate) struct Shared {
     pub(crate) last_seq: AtomicU64,
     pub(crate) appends: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// Cumulative counts of write+fsync latencies per [`SYNC_BUCKETS_SECS`] bucket.
+    pub(crate) sync_buckets: [AtomicU64; SYNC_BUCKETS_SECS.len()],
+    pub(crate) sync_micros: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the write+fsync latency histogram.
+pub const SYNC_BUCKETS_SECS: [f64; 11] = [
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+impl Shared {
+    pub(crate) fn new(segments: Segments, last_seq: u64) -> Self {
+        Self {
+            segments: Mutex::new(segments),
+            last_seq: AtomicU64::new(last_seq),
+            appends: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            sync_buckets: Default::default(),
+            sync_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn record_sync(&self, elapsed: std::time::Duration) {
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = SYNC_BUCKETS_SECS.iter().position(|le| secs <= *le) {
+            self.sync_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sync_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Segments {
@@ -128,6 +159,7 @@ impl Writer {
             segment::encode_record(&mut self.buf, seq, payload);
         }
         let written = self.buf.len() as u64;
+        let started = std::time::Instant::now();
         let result = self
             .file
             .write_all(&self.buf)
@@ -158,7 +190,7 @@ impl Writer {
             .last_seq
             .store(self.next_seq - 1, Ordering::Release);
         self.shared.appends.fetch_add(count, Ordering::Relaxed);
-        self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        self.shared.record_sync(started.elapsed());
         for (seq, (_, done)) in (first_seq..).zip(batch.drain(..)) {
             done.complete(Ok(seq));
         }

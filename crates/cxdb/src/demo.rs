@@ -30,7 +30,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
 
-    /// Days of history written before live traffic starts.
+    /// Days of history written before live traffic starts (from UTC midnight
+    /// N days ago; the same seed on the same day gives the same events).
     #[arg(long, default_value_t = 7)]
     pub(crate) backfill_days: u32,
 
@@ -94,7 +95,10 @@ async fn feed(
         seed,
         ..DemoConfig::default()
     };
-    let start = now_micros() - i64::from(backfill_days) * MICROS_PER_DAY;
+    // History starts at a UTC midnight, so that the same seed on the same day
+    // produces the same events (re-running is idempotent: all duplicates).
+    let now = now_micros();
+    let start = now - now.rem_euclid(MICROS_PER_DAY) - i64::from(backfill_days) * MICROS_PER_DAY;
     let mut generator = DemoGenerator::new(config, start);
     let mut at = start;
     let mut total = 0usize;

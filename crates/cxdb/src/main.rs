@@ -7,9 +7,15 @@
 mod bench;
 mod client;
 mod demo;
+mod import;
 mod serve;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the write path allocates many short strings from several
+/// threads; glibc malloc spent ~30% of ingest CPU (perf, `cxdb bench storage`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +48,8 @@ enum Command {
     Sql(client::SqlArgs),
     /// Stream realistic synthetic support traffic into a server.
     Demo(demo::DemoArgs),
+    /// Load Parquet, NDJSON or CSV files of events into a server.
+    Import(import::ImportArgs),
     /// Measure cxdb and print a markdown report.
     Bench(bench::BenchArgs),
 }
@@ -67,6 +75,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve(args).await,
             Command::Sql(args) => client::sql(args).await,
             Command::Demo(args) => demo::run_remote(args).await,
+            Command::Import(args) => import::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })

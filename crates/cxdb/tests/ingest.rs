@@ -132,6 +132,20 @@ async fn grpc_http_and_flight_write_one_table() {
         "{metrics}"
     );
     assert!(metrics.contains("cxdb_persisted_files 1"), "{metrics}");
+    // Every durable write went through a WAL fsync, timed in the histogram
+    // (3 ingest requests: gRPC, HTTP, Flight; group commit may merge some).
+    let fsyncs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cxdb_wal_fsync_duration_seconds_count "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no fsync histogram: {metrics}"));
+    assert!((1..=3).contains(&fsyncs), "{fsyncs} fsyncs");
+    assert!(
+        metrics.contains(&format!(
+            "cxdb_wal_fsync_duration_seconds_bucket{{le=\"+Inf\"}} {fsyncs}"
+        )),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 
 mod server;
 
+mod admin;
+mod cli;
 mod errors;
 mod flightsql;
 mod ingest;
