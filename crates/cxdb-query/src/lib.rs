@@ -1,12 +1,14 @@
 //! The cxdb query layer: a DataFusion [`SessionContext`] per principal with
 //! the `events` table (write buffer ∪ Parquet lake, pruned by tenant and
-//! time), the configuration tables, and (later) views and support functions.
+//! time), the configuration tables, the support SQL functions
+//! ([`functions`]) and the predefined metric views.
 //! Every protocol runs its SQL through [`QueryEngine`].
 
 mod config_tables;
 mod error;
 mod events_table;
 mod executor;
+pub mod functions;
 pub mod pruning;
 mod views;
 
@@ -55,6 +57,9 @@ impl QueryEngine {
             .with_default_features()
             .build();
         let ctx = SessionContext::new_with_state(state);
+        // Before anything that plans SQL (views) can refer to them.
+        let snapshot = functions::CatalogSnapshot::new(&self.storage.manifest(), scope);
+        functions::register_all(&ctx, Arc::new(snapshot));
         views::install(&ctx)?;
         let scope = scope.map(str::to_string);
         ctx.register_table(

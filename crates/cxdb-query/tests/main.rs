@@ -1,6 +1,7 @@
 //! The `events` table and configuration tables through DataFusion SQL, on
 //! the real storage engine with the object_store file backend.
 
+mod functions;
 mod slt;
 
 use std::sync::Arc;
