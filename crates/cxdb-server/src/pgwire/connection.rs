@@ -22,6 +22,10 @@ use tokio::sync::watch;
 
 use super::hooks::CxdbHook;
 
+/// Bumped by a CancelRequest; a running statement of the connection stops
+/// when it changes.
+pub(crate) type CancelSignal = Arc<watch::Sender<u64>>;
+
 /// One authenticated connection.
 pub(crate) struct Connection {
     pub(crate) principal: Principal,
@@ -29,7 +33,7 @@ pub(crate) struct Connection {
     pub(crate) ctx: Arc<SessionContext>,
     pub(crate) service: DfSessionService,
     /// Bumped by a CancelRequest; a running statement stops when it changes.
-    pub(crate) cancel: Arc<watch::Sender<u64>>,
+    pub(crate) cancel: CancelSignal,
 }
 
 impl Connection {
@@ -71,7 +75,7 @@ pub(crate) fn of<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Connect
 /// connection carrying the target's process id and secret key.
 #[derive(Debug, Default)]
 pub(crate) struct CancelRegistry {
-    connections: Mutex<HashMap<i32, (SecretKey, Arc<watch::Sender<u64>>)>>,
+    connections: Mutex<HashMap<i32, (SecretKey, CancelSignal)>>,
 }
 
 impl CancelRegistry {
@@ -81,7 +85,7 @@ impl CancelRegistry {
         self: &Arc<Self>,
         pid: i32,
         key: SecretKey,
-        cancel: Arc<watch::Sender<u64>>,
+        cancel: CancelSignal,
     ) -> CancelGuard {
         self.connections.lock().insert(pid, (key, cancel));
         CancelGuard {
