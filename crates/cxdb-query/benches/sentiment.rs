@@ -1,7 +1,8 @@
 //! Throughput of `sentiment(text)`, single-threaded: messages per second on
 //! short support messages (the labelled evaluation set, 200 messages of
 //! 20–90 bytes), once through the scorer directly and once through the SQL
-//! function over Arrow batches of 8,192 rows.
+//! function over Arrow batches of 8,192 rows. Also the cost of one
+//! `business_seconds` call, which grows with the days the interval spans.
 //!
 //! `cargo bench -p cxdb-query --bench sentiment`
 
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use cxdb_query::functions::SentimentScorer;
+use cxdb_query::functions::{BusinessClock, SentimentScorer};
+use cxdb_storage::catalog::{BusinessCalendar, WeeklyHours};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 const EVAL: &str = include_str!("../src/functions/sentiment_eval.tsv");
@@ -86,4 +88,40 @@ fn main() {
         "SQL sentiment(body), {batches} batches of {rows} rows: {:.2} M messages/s",
         via_sql / 1e6
     );
+
+    business_seconds_cost();
+}
+
+/// Calls per second of `business_seconds` on a Mon–Fri 09:00–17:00
+/// America/New_York calendar, for intervals of 1 and 30 days.
+fn business_seconds_cost() {
+    let hours = WeeklyHours::parse_json(
+        r#"{"mon":[["09:00","17:00"]],"tue":[["09:00","17:00"]],"wed":[["09:00","17:00"]],"thu":[["09:00","17:00"]],"fri":[["09:00","17:00"]]}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let calendar = BusinessCalendar {
+        tenant_id: "acme".into(),
+        calendar_id: "support".into(),
+        timezone: "America/New_York".into(),
+        weekly_hours: hours,
+        holidays: Vec::new(),
+    };
+    let clock = BusinessClock::new(&calendar).unwrap_or_else(|e| panic!("{e}"));
+    // 2026-01-01T00:00:00Z, starts spread over a year in steps of 7h 13m.
+    let day0: i64 = 1_767_225_600_000_000;
+    let step: i64 = (7 * 60 + 13) * 60_000_000;
+    for days in [1i64, 30] {
+        let span = days * 86_400_000_000;
+        let calls = 1000;
+        let per_second = rate(calls, || {
+            for k in 0..calls as i64 {
+                let a = day0 + (k * step) % (365 * 86_400_000_000);
+                black_box(clock.micros(black_box(a), a + span).unwrap_or_default());
+            }
+        });
+        println!(
+            "business_seconds over {days} day(s): {:.2} M calls/s",
+            per_second / 1e6
+        );
+    }
 }
