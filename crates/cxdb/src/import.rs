@@ -155,24 +155,27 @@ async fn import_file(
     // Readers are blocking; they run on a blocking thread and hand chunks over
     // a small channel, so reading overlaps sending and memory stays bounded.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Chunk>>(2);
-    let (progress_len, unit_rows) = match format {
-        Format::Parquet => (
-            ParquetRecordBatchReaderBuilder::try_new(file.try_clone()?)
-                .map(|b| b.metadata().file_metadata().num_rows() as u64)
-                .unwrap_or(0),
-            true,
-        ),
-        _ => (size, false),
+    // Parquet reports progress in rows (its footer, read once here, knows how
+    // many), text formats in bytes read.
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let counted = |file: File| Counting {
+        inner: file,
+        read: Arc::clone(&bytes_read),
+    };
+    let (source, progress_len, unit_rows) = match format {
+        Format::Parquet => {
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+                .context("not a readable Parquet file")?;
+            let rows = builder.metadata().file_metadata().num_rows() as u64;
+            (Source::Parquet(builder), rows, true)
+        }
+        Format::Ndjson => (Source::Ndjson(counted(file)), size, false),
+        Format::Csv => (Source::Csv(counted(file)), size, false),
     };
     let bar = progress_bar(args.quiet, progress_len, unit_rows, &name);
     // Rows the reader rejected itself: a count and the first messages.
     let local = Arc::new(std::sync::Mutex::new(Summary::default()));
     let local_reader = Arc::clone(&local);
-    let bytes_read = Arc::new(AtomicU64::new(0));
-    let counted = Counting {
-        inner: file.try_clone()?,
-        read: Arc::clone(&bytes_read),
-    };
     let path = path.to_path_buf();
     let reader_name = name.clone();
     let reader = tokio::task::spawn_blocking(move || {
@@ -187,10 +190,10 @@ async fn import_file(
             reject: &reject,
         };
         let name = reader_name.as_str();
-        let result = match format {
-            Format::Parquet => read_parquet(file, batch_size, name, &sink),
-            Format::Ndjson => read_ndjson(counted, batch_size, name, &sink),
-            Format::Csv => read_csv(&path, counted, batch_size, name, &sink),
+        let result = match source {
+            Source::Parquet(builder) => read_parquet(builder, batch_size, name, &sink),
+            Source::Ndjson(text) => read_ndjson(text, batch_size, name, &sink),
+            Source::Csv(text) => read_csv(&path, text, batch_size, name, &sink),
         };
         if let Err(e) = result {
             send(Err(e));
@@ -237,6 +240,13 @@ async fn import_file(
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// An opened input file.
+enum Source {
+    Parquet(ParquetRecordBatchReaderBuilder<File>),
+    Ndjson(Counting<File>),
+    Csv(Counting<File>),
 }
 
 /// Counts the bytes read through it, for the progress of text formats.
@@ -352,11 +362,13 @@ fn send_typed(
     Ok((sink.send)(Ok(Chunk { rows, batch })))
 }
 
-fn read_parquet(file: File, batch_size: usize, name: &str, sink: &Sink<'_>) -> anyhow::Result<()> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .context("not a readable Parquet file")?
-        .with_batch_size(batch_size)
-        .build()?;
+fn read_parquet(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    batch_size: usize,
+    name: &str,
+    sink: &Sink<'_>,
+) -> anyhow::Result<()> {
+    let reader = builder.with_batch_size(batch_size).build()?;
     let mut row = 1;
     for batch in reader {
         let batch = batch?;
