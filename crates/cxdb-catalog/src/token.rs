@@ -29,6 +29,14 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 4] = [Role::Ingest, Role::Read, Role::Analyst, Role::Admin];
 
+    /// "a read token", "an ingest token": for messages.
+    pub fn a_token(self) -> String {
+        match self {
+            Role::Read => "a read token".into(),
+            other => format!("an {other} token"),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Ingest => "ingest",

@@ -7,6 +7,10 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] cxdb_storage::Error),
 
+    /// The principal's role does not allow the statement.
+    #[error("{0}")]
+    PermissionDenied(String),
+
     #[error("internal: {0}")]
     Internal(String),
 }

@@ -11,20 +11,49 @@ use datafusion::common::{ScalarValue, TableReference, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionContext};
+use futures::StreamExt;
 
-use crate::{QueryEngine, Result};
+use crate::{Error, QueryEngine, Result};
+use cxdb_storage::catalog::Role;
 
-/// Who runs a query. `tenant = Some(t)` scopes every table to tenant `t`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Who runs a request: an authenticated token's role and scope.
+/// `tenant = Some(t)` scopes every table, view and write to tenant `t`,
+/// whatever the SQL says.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub tenant: Option<String>,
+    pub role: Role,
+    /// The public id of the token (rate limits, audit); `None` for
+    /// `--auth none` and the bootstrap `--admin-token`.
+    pub token: Option<String>,
 }
 
 impl Principal {
-    /// Sees every tenant (`--auth none`, admin tokens).
+    /// An unscoped admin: every request under `--auth none`, and the
+    /// bootstrap `--admin-token`.
     pub fn unscoped() -> Self {
-        Self::default()
+        Self {
+            tenant: None,
+            role: Role::Admin,
+            token: None,
+        }
+    }
+
+    /// A token's principal.
+    pub fn new(role: Role, tenant: Option<String>, token: Option<String>) -> Self {
+        Self {
+            tenant,
+            role,
+            token,
+        }
+    }
+}
+
+impl Default for Principal {
+    fn default() -> Self {
+        Self::unscoped()
     }
 }
 
@@ -113,10 +142,41 @@ impl QueryEngine {
         principal: &Principal,
         sql: &str,
     ) -> Result<(SessionContext, LogicalPlan)> {
+        may_query(principal)?;
         let ctx = self.session(principal.tenant.as_deref())?;
         let plan = ctx.state().create_logical_plan(sql).await?;
         sql_options().verify_plan(&plan)?;
         Ok((ctx, plan))
+    }
+}
+
+/// Makes `stream` own its session: information_schema and the views list
+/// and plan tables through the session while the stream runs, after
+/// `execute` has returned.
+fn keep_session(
+    ctx: SessionContext,
+    stream: SendableRecordBatchStream,
+) -> SendableRecordBatchStream {
+    let schema = stream.schema();
+    Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        stream.map(move |batch| {
+            let _session = &ctx;
+            batch
+        }),
+    ))
+}
+
+/// Queries (and catalog browsing) need a role that may read: an `ingest`
+/// token only writes.
+fn may_query(principal: &Principal) -> Result<()> {
+    if principal.role.can_query() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(format!(
+            "{} cannot run queries (needs a read, analyst or admin token)",
+            principal.role.a_token()
+        )))
     }
 }
 
@@ -166,7 +226,7 @@ impl QueryExecutor for QueryEngine {
     async fn execute(&self, principal: &Principal, sql: &str) -> Result<SendableRecordBatchStream> {
         let (ctx, plan) = self.plan(principal, sql).await?;
         let df = ctx.execute_logical_plan(plan).await?;
-        Ok(df.execute_stream().await?)
+        Ok(keep_session(ctx, df.execute_stream().await?))
     }
 
     async fn prepare(
@@ -198,10 +258,11 @@ impl QueryExecutor for QueryEngine {
         let params = bind(&parameters(&plan)?, params)?;
         let plan = plan.with_param_values(params)?;
         let df = ctx.execute_logical_plan(plan).await?;
-        Ok(df.execute_stream().await?)
+        Ok(keep_session(ctx, df.execute_stream().await?))
     }
 
     async fn catalog(&self, principal: &Principal) -> Result<CatalogListing> {
+        may_query(principal)?;
         let ctx = self.session(principal.tenant.as_deref())?;
         let state = ctx.state();
         let mut listing = CatalogListing::default();
@@ -251,7 +312,7 @@ impl QueryExecutor for QueryEngine {
         let (ctx, plan) = self.plan(principal, sql).await?;
         let df = ctx.execute_logical_plan(plan).await?;
         let logical = df.logical_plan().display_indent().to_string();
-        let physical = df.create_physical_plan().await?;
+        let physical = crate::limits::unguarded(df.create_physical_plan().await?);
         let physical = datafusion::physical_plan::displayable(physical.as_ref())
             .indent(true)
             .to_string();

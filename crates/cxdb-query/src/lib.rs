@@ -2,13 +2,15 @@
 //! the `events` table (write buffer ∪ Parquet lake, pruned by tenant and
 //! time), the configuration tables, the support SQL functions
 //! ([`functions`]) and the predefined metric views.
-//! Every protocol runs its SQL through [`QueryEngine`].
+//! Every protocol runs its SQL through [`QueryEngine`], under one set of
+//! [`QueryLimits`] (memory, time, result rows, concurrency; `limits.rs`).
 
 mod config_tables;
 mod error;
 mod events_table;
 mod executor;
 pub mod functions;
+mod limits;
 pub mod pruning;
 mod views;
 
@@ -16,7 +18,8 @@ use std::sync::Arc;
 
 use cxdb_storage::Storage;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use config_tables::{ConfigKind, ConfigTable};
@@ -26,17 +29,38 @@ pub use executor::{
     CatalogListing, ExplainOutput, Principal, QueryExecutor, SharedExecutor, StatementInfo,
     TableInfo,
 };
+pub use limits::{LimitExceeded, QueryLimits, default_query_memory};
 pub use views::{PREDEFINED_VIEWS, PredefinedView};
 
-/// Creates sessions over one storage engine.
+/// Creates sessions over one storage engine. Clones share the memory pool
+/// and the concurrency slots: every session of an engine runs under one set
+/// of [`QueryLimits`].
 #[derive(Debug, Clone)]
 pub struct QueryEngine {
     storage: Arc<Storage>,
+    /// One for every session: the memory pool is shared, and the lake's
+    /// object store is registered once.
+    runtime: Arc<RuntimeEnv>,
+    guard: Arc<limits::Guard>,
 }
 
 impl QueryEngine {
-    pub fn new(storage: Arc<Storage>) -> Self {
-        Self { storage }
+    pub fn new(storage: Arc<Storage>, limits: QueryLimits) -> Result<Self> {
+        let guard = Arc::new(limits::Guard::new(limits));
+        let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        );
+        if let Some(pool) = guard.memory_pool() {
+            runtime = runtime.with_memory_pool(pool);
+        }
+        let runtime = runtime.build_arc()?;
+        let url = url::Url::parse(LAKE_URL).map_err(|e| Error::Internal(e.to_string()))?;
+        runtime.register_object_store(&url, Arc::clone(&storage.lake().store));
+        Ok(Self {
+            storage,
+            runtime,
+            guard,
+        })
     }
 
     pub fn storage(&self) -> &Arc<Storage> {
@@ -45,16 +69,16 @@ impl QueryEngine {
 
     /// A session seeing every tenant (`scope = None`) or only one.
     pub fn session(&self, scope: Option<&str>) -> Result<SessionContext> {
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
-        let url = url::Url::parse(LAKE_URL).map_err(|e| Error::Internal(e.to_string()))?;
-        runtime.register_object_store(&url, Arc::clone(&self.storage.lake().store));
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("cxdb", "public");
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(runtime)
+            .with_runtime_env(Arc::clone(&self.runtime))
             .with_default_features()
+            .with_query_planner(Arc::new(limits::LimitedPlanner {
+                guard: Arc::clone(&self.guard),
+            }))
             .build();
         let ctx = SessionContext::new_with_state(state);
         // Before anything that plans SQL (views) can refer to them.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use chrono::NaiveDate;
-use cxdb_query::QueryEngine;
 use cxdb_query::functions::{BusinessClock, CatalogSnapshot, SentimentScorer, register_all};
+use cxdb_query::{QueryEngine, QueryLimits};
 use cxdb_storage::catalog::{BusinessCalendar, Manifest, SlaPolicy, WeeklyHours};
 use cxdb_storage::{Storage, StorageConfig};
 use datafusion::prelude::SessionContext;
@@ -363,7 +363,7 @@ async fn engine_with_catalog(dir: &std::path::Path) -> QueryEngine {
         Ok(())
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    QueryEngine::new(s)
+    QueryEngine::new(s, QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn run(ctx: &SessionContext, sql: &str) -> datafusion::error::Result<Vec<RecordBatch>> {

@@ -2,13 +2,14 @@
 //! the real storage engine with the object_store file backend.
 
 mod functions;
+mod limits;
 mod slt;
 
 use std::sync::Arc;
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use cxdb_model::Event;
-use cxdb_query::QueryEngine;
+use cxdb_query::{QueryEngine, QueryLimits};
 use cxdb_storage::catalog::{BusinessCalendar, SlaPolicy, WeeklyHours};
 use cxdb_storage::{Storage, StorageConfig, WriteOptions};
 use datafusion::datasource::physical_plan::FileScanConfig;
@@ -88,7 +89,9 @@ async fn buffer_and_parquet_are_one_table() {
         event("acme", "4", DAY0, "email"),
         event("beta", "5", DAY0, "email"),
     ];
-    s.write(first, w).await.unwrap_or_else(|e| panic!("{e}"));
+    s.write(first, w.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     s.persist().await.unwrap_or_else(|e| panic!("{e}"));
     s.write(
         vec![
@@ -99,7 +102,7 @@ async fn buffer_and_parquet_are_one_table() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let engine = QueryEngine::new(s);
+    let engine = QueryEngine::new(s, QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"));
     let b = query(
         &engine,
         None,
@@ -151,7 +154,7 @@ async fn tenant_and_time_predicates_prune_files_and_row_groups() {
     }
     s.persist().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.manifest().files.len(), 6);
-    let engine = QueryEngine::new(s);
+    let engine = QueryEngine::new(s, QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"));
     let ctx = engine.session(None).unwrap_or_else(|e| panic!("{e}"));
 
     let run = |sql: &'static str| {
@@ -225,7 +228,7 @@ async fn configuration_tables_read_the_catalog() {
         })
     })
     .unwrap_or_else(|e| panic!("{e}"));
-    let engine = QueryEngine::new(s);
+    let engine = QueryEngine::new(s, QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"));
     let b = query(
         &engine,
         None,

@@ -18,7 +18,8 @@ use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 use cxdb_model::Event;
-use cxdb_query::{Principal, QueryEngine, QueryExecutor};
+use cxdb_query::{Principal, QueryEngine, QueryExecutor, QueryLimits};
+use cxdb_storage::catalog::Role;
 use cxdb_storage::catalog::{BusinessCalendar, SlaPolicy};
 use cxdb_storage::{Storage, StorageConfig, WriteOptions};
 use futures::TryStreamExt;
@@ -262,7 +263,8 @@ async fn run(name: &str) {
         first.rejected
     );
 
-    let engine = QueryEngine::new(Arc::clone(&storage));
+    let engine = QueryEngine::new(Arc::clone(&storage), QueryLimits::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let connect = move || {
         let engine = engine.clone();
         async move { Ok::<_, cxdb_query::Error>(Cxdb { engine }) }
@@ -344,7 +346,8 @@ async fn views_cost_nothing_until_used() {
     let storage = Storage::open(config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let engine = QueryEngine::new(storage);
+    let engine =
+        QueryEngine::new(storage, QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"));
 
     let rounds = 200;
     let start = std::time::Instant::now();
@@ -417,7 +420,8 @@ async fn views_inherit_the_tenant_scope() {
         .write(events, WriteOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let engine = QueryEngine::new(storage);
+    let engine =
+        QueryEngine::new(storage, QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"));
     let sql = "SELECT count(*), count(DISTINCT tenant_id) FROM conversations \
                WHERE tenant_id IN ('acme', 'beta')";
     // conversations.ndjson: acme has 10 conversations, beta 1.
@@ -426,9 +430,7 @@ async fn views_inherit_the_tenant_scope() {
         (Some("beta"), "1 1"),
         (Some("acme"), "10 1"),
     ] {
-        let principal = Principal {
-            tenant: tenant.map(str::to_string),
-        };
+        let principal = Principal::new(Role::Read, tenant.map(str::to_string), None);
         let stream = engine
             .execute(&principal, sql)
             .await

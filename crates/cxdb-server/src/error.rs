@@ -20,8 +20,26 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// No token, or one that is unknown or revoked.
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// A valid token whose role or tenant scope does not allow the request.
+    #[error("{0}")]
+    PermissionDenied(String),
+
     #[error("{0}")]
     PayloadTooLarge(String),
+
+    /// Over `--max-events-per-second` for the caller's token.
+    #[error(
+        "rate limit of {limit} events/s for this token exceeded; retry in {:.2} s",
+        retry_after.as_secs_f64()
+    )]
+    RateLimited {
+        limit: u32,
+        retry_after: std::time::Duration,
+    },
 
     #[error("{0}")]
     Unavailable(String),
@@ -43,8 +61,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ErrorKind {
     InvalidArgument,
     NotFound,
+    Unauthenticated,
+    PermissionDenied,
     PayloadTooLarge,
     ResourceExhausted,
+    /// A query ran out of its time (`--query-timeout`).
+    DeadlineExceeded,
     Unimplemented,
     Unavailable,
     Internal,
@@ -55,7 +77,12 @@ impl Error {
         match self {
             Self::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Self::PermissionDenied(_) | Self::Query(cxdb_query::Error::PermissionDenied(_)) => {
+                ErrorKind::PermissionDenied
+            }
             Self::PayloadTooLarge(_) => ErrorKind::PayloadTooLarge,
+            Self::RateLimited { .. } => ErrorKind::ResourceExhausted,
             Self::Unavailable(_) => ErrorKind::Unavailable,
             Self::Io { .. } | Self::Internal(_) => ErrorKind::Internal,
             Self::Storage(e) => storage_kind(e),
@@ -107,13 +134,25 @@ fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
         },
         DataFusionError::NotImplemented(_) => ErrorKind::Unimplemented,
         DataFusionError::ResourcesExhausted(_) => ErrorKind::ResourceExhausted,
+        DataFusionError::External(source) => match source.downcast_ref() {
+            Some(cxdb_query::LimitExceeded::Timeout(_)) => ErrorKind::DeadlineExceeded,
+            Some(
+                cxdb_query::LimitExceeded::ResultRows(_)
+                | cxdb_query::LimitExceeded::Concurrency(_),
+            ) => ErrorKind::ResourceExhausted,
+            None => ErrorKind::Internal,
+        },
         _ => ErrorKind::Internal,
     }
 }
 
 /// DataFusion's message for the root cause, without the nesting prefixes.
 fn datafusion_message(e: &DataFusionError) -> String {
-    e.find_root().to_string()
+    match cxdb_query::LimitExceeded::of(e) {
+        // Without DataFusion's "External error: " prefix.
+        Some(limit) => limit.to_string(),
+        None => e.find_root().to_string(),
+    }
 }
 
 impl From<Error> for tonic::Status {
@@ -122,9 +161,12 @@ impl From<Error> for tonic::Status {
         match e.kind() {
             ErrorKind::InvalidArgument => Self::invalid_argument(msg),
             ErrorKind::NotFound => Self::not_found(msg),
+            ErrorKind::Unauthenticated => Self::unauthenticated(msg),
+            ErrorKind::PermissionDenied => Self::permission_denied(msg),
             ErrorKind::PayloadTooLarge | ErrorKind::ResourceExhausted => {
                 Self::resource_exhausted(msg)
             }
+            ErrorKind::DeadlineExceeded => Self::deadline_exceeded(msg),
             ErrorKind::Unimplemented => Self::unimplemented(msg),
             ErrorKind::Unavailable => Self::unavailable(msg),
             ErrorKind::Internal => Self::internal(msg),
@@ -138,13 +180,27 @@ impl axum::response::IntoResponse for Error {
         let status = match self.kind() {
             ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            // As Google's API gateways map DEADLINE_EXCEEDED.
+            ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = serde_json::json!({ "error": self.public_message() });
+        if let Self::RateLimited { retry_after, .. } = self {
+            let seconds = crate::limits::retry_after_secs(retry_after).to_string();
+            let retry = [(axum::http::header::RETRY_AFTER, seconds)];
+            return (status, retry, axum::Json(body)).into_response();
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: say which scheme is expected.
+            let challenge = [(axum::http::header::WWW_AUTHENTICATE, "Bearer")];
+            return (status, challenge, axum::Json(body)).into_response();
+        }
         (status, axum::Json(body)).into_response()
     }
 }

@@ -52,11 +52,9 @@ use arrow_flight::{
     Action, ActionType, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
     HandshakeResponse, IpcMessage, PutResult, SchemaAsIpc, Ticket,
 };
-use base64::Engine;
 use bytes::Bytes;
 use cxdb_model::events_from_batch;
 use cxdb_query::Principal;
-use cxdb_storage::WriteOptions;
 use datafusion::datasource::TableType;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -66,6 +64,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::handle::{BoundParams, Statement};
 use crate::AppState;
+use crate::auth::{self, require};
 use crate::error::Error;
 use crate::http::write_outcome_json;
 use crate::metrics::Protocol;
@@ -90,7 +89,7 @@ impl FlightSvc {
 
     /// Authenticates a call; every Flight SQL entry point starts here.
     fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
-        let token = request_token(metadata)?;
+        let token = crate::auth::metadata_token(metadata)?;
         Ok(self.state.authenticate(token.as_deref())?)
     }
 
@@ -148,40 +147,6 @@ impl FlightSvc {
              statement's GetFlightInfo), not as an update",
         ))
     }
-}
-
-/// The token a call presents: `authorization: Bearer <token>`, or the
-/// password of `authorization: Basic` (Tableau and other JDBC users can only
-/// fill in a user name and a password; the token goes in the password).
-fn request_token(metadata: &MetadataMap) -> Result<Option<String>, Status> {
-    let Some(value) = metadata.get("authorization") else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("the authorization header is not ASCII text"))?
-        .trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return Ok(Some(rest.to_string()));
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let text = base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| {
-                Status::unauthenticated("Basic credentials are not base64 of user:password")
-            })?;
-        let (user, password) = text.split_once(':').unwrap_or((text.as_str(), ""));
-        let token = if password.is_empty() { user } else { password };
-        return Ok((!token.is_empty()).then(|| token.to_string()));
-    }
-    Err(Status::unauthenticated(format!(
-        "unsupported authorization scheme {scheme:?}: send `Bearer <token>`, or Basic auth \
-         with the token as the password"
-    )))
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -243,6 +208,7 @@ fn table_type_name(t: TableType) -> &'static str {
 /// Ingests a DoPut stream whose first message carried `descriptor`.
 pub(crate) async fn ingest_events(
     state: Arc<AppState>,
+    principal: Principal,
     descriptor: Option<FlightDescriptor>,
     data: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
@@ -259,6 +225,7 @@ pub(crate) async fn ingest_events(
         .map_err(|e| Status::invalid_argument(format!("invalid Arrow Flight data: {e}")))
         .and_then(move |msg| {
             let state = Arc::clone(&state);
+            let principal = principal.clone();
             async move {
                 let DecodedPayload::RecordBatch(batch) = msg.payload else {
                     return Ok(None);
@@ -272,7 +239,7 @@ pub(crate) async fn ingest_events(
                 state.check_rows(events.len())?;
                 let out = state
                     .storage
-                    .write(events, WriteOptions::default())
+                    .write(events, AppState::write_options(&principal, false))
                     .await
                     .map_err(Error::from)?;
                 state.metrics.record_write(Protocol::Flight, &out);
@@ -296,7 +263,7 @@ impl FlightSqlService for FlightSvc {
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
-        let token = request_token(request.metadata())?;
+        let token = crate::auth::metadata_token(request.metadata())?;
         self.state.authenticate(token.as_deref())?;
         // The token is the credential (there are no sessions), so it is what
         // the client sends as `Bearer` from now on.
@@ -655,7 +622,7 @@ impl FlightSqlService for FlightSvc {
         request: Request<PeekableFlightDataStream>,
         message: Any,
     ) -> Result<Response<BoxStream<PutResult>>, Status> {
-        self.principal(request.metadata())?;
+        let principal = self.principal(request.metadata())?;
         // A path descriptor carries no command: plain Flight ingest.
         if !message.type_url.is_empty() {
             return Err(Status::invalid_argument(format!(
@@ -670,7 +637,8 @@ impl FlightSqlService for FlightSvc {
             Some(Err(e)) => return Err(e.clone()),
             None => return Err(Status::invalid_argument("DoPut stream is empty")),
         };
-        ingest_events(Arc::clone(&self.state), descriptor, stream).await
+        require(&principal, auth::Action::Write)?;
+        ingest_events(Arc::clone(&self.state), principal, descriptor, stream).await
     }
 
     async fn do_put_error_callback(
@@ -703,7 +671,8 @@ impl FlightSqlService for FlightSvc {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.principal(request.metadata())?;
+        let principal = self.principal(request.metadata())?;
+        require(&principal, auth::Action::Write)?;
         let in_public = command.schema.as_deref().is_none_or(|s| s == "public")
             && command.catalog.as_deref().is_none_or(|c| c == "cxdb");
         if command.table != "events" || !in_public || command.temporary {
@@ -740,7 +709,7 @@ impl FlightSqlService for FlightSvc {
             let out = self
                 .state
                 .storage
-                .write(events, WriteOptions { atomic: true })
+                .write(events, AppState::write_options(&principal, true))
                 .await
                 .map_err(Error::from)?;
             self.state.metrics.record_write(Protocol::Flight, &out);

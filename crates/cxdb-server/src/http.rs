@@ -12,11 +12,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cxdb_model::{Event, event_from_json_line};
-use cxdb_storage::{WriteOptions, WriteOutcome};
+use cxdb_query::Principal;
+use cxdb_storage::WriteOutcome;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::{Action, bearer};
 use crate::error::Error;
 use crate::metrics::Protocol;
 
@@ -60,14 +62,45 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<Arc<HttpState>>) -> Result<Response, Error> {
+/// The principal of a request's `Authorization: Bearer <token>` header, if
+/// its role allows `action`.
+fn authorize(app: &AppState, headers: &HeaderMap, action: Action) -> Result<Principal, Error> {
+    app.authorize(bearer_header(headers)?, action)
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_header(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    match headers.get(header::AUTHORIZATION) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(bearer)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
+            }),
+    }
+}
+
+/// Under `--auth token`, any valid token may read the metrics (as InfluxDB 3
+/// does); they hold counts, never tenant data.
+async fn metrics(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Result<Response, Error> {
     let app = s.app()?;
+    app.authenticate(bearer_header(&headers)?)?;
     let body = app.metrics.render(&app.storage.stats());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
-async fn flush(State(s): State<Arc<HttpState>>) -> Result<Response, Error> {
-    let out = s.app()?.storage.persist().await?;
+async fn flush(State(s): State<Arc<HttpState>>, headers: HeaderMap) -> Result<Response, Error> {
+    let app = s.app()?;
+    let principal = authorize(app, &headers, Action::Admin)?;
+    if let Some(t) = &principal.tenant {
+        return Err(Error::PermissionDenied(format!(
+            "this token is scoped to tenant {t:?}; flushing needs an unscoped admin token"
+        )));
+    }
+    let out = app.storage.persist().await?;
     Ok(axum::Json(json!({ "files": out.files, "rows": out.rows })).into_response())
 }
 
@@ -99,6 +132,7 @@ async fn post_events(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Error> {
     let app = s.app()?;
+    let principal = authorize(app, &headers, Action::Write)?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge(format!(
             "request body is larger than the limit of {} bytes",
@@ -154,12 +188,7 @@ async fn post_events(
         WriteOutcome::default()
     } else {
         app.storage
-            .write(
-                events,
-                WriteOptions {
-                    atomic: params.atomic,
-                },
-            )
+            .write(events, AppState::write_options(&principal, params.atomic))
             .await?
     };
     app.metrics.record_write(Protocol::Http, &out);

@@ -15,13 +15,16 @@
 //! in flight (open PostgreSQL sessions are closed, like `pg_ctl stop -m
 //! fast`), persist the write buffer, exit.
 
+mod auth;
 mod convert;
 mod error;
 mod flight;
 mod grpc;
 mod http;
+mod limits;
 mod metrics;
 mod pgwire;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,14 +34,18 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use cxdb_proto::v1::admin_service_server::AdminServiceServer;
 use cxdb_proto::v1::ingest_service_server::IngestServiceServer;
 use cxdb_proto::v1::query_service_server::QueryServiceServer;
-use cxdb_query::{Principal, QueryEngine, SharedExecutor};
-use cxdb_storage::{Storage, StorageConfig};
+use cxdb_query::{Principal, QueryEngine, QueryLimits, SharedExecutor};
+use cxdb_storage::{Storage, StorageConfig, WriteOptions};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::auth::Action;
+
+pub use auth::{AuthConfig, AuthMode};
 pub use convert::event_to_proto;
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;
+pub use tls::TlsConfig;
 
 /// Everything `cxdb serve` configures.
 #[derive(Debug, Clone)]
@@ -55,6 +62,15 @@ pub struct ServerConfig {
     pub max_rows_per_request: usize,
     /// Where to write `{"grpc": "...", "pg": "...", "http": "..."}` once bound.
     pub ports_file: Option<PathBuf>,
+    /// `--auth` and `--admin-token`.
+    pub auth: AuthConfig,
+    /// One certificate for all three listeners; `None`: plain text.
+    pub tls: Option<TlsConfig>,
+    /// Memory, time, result rows and concurrency of queries, on every
+    /// protocol.
+    pub query_limits: QueryLimits,
+    /// Events per second each token may write; `None`: unlimited.
+    pub max_events_per_second: Option<u32>,
 }
 
 /// Shared by every protocol.
@@ -66,22 +82,59 @@ pub(crate) struct AppState {
     pub(crate) engine: QueryEngine,
     pub(crate) metrics: Metrics,
     pub(crate) max_rows_per_request: usize,
+    pub(crate) auth: auth::Auth,
+    /// `--max-events-per-second`, by token.
+    pub(crate) rate_limiter: limits::RateLimiter,
 }
 
 impl AppState {
     /// The one authentication point of every protocol: a bearer token (gRPC
-    /// `authorization` metadata, HTTP header, pgwire password) becomes the
-    /// principal queries run as, and a tenant-scoped principal sees only its
-    /// tenant. Tokens arrive with issue #6; until then the server runs as
-    /// `--auth none`: every caller is unscoped and any token is accepted.
-    pub(crate) fn authenticate(&self, _token: Option<&str>) -> Result<Principal> {
-        Ok(Principal::unscoped())
+    /// `authorization` metadata, HTTP header, pgwire password, Flight SQL
+    /// credentials) becomes the principal requests run as; a tenant-scoped
+    /// principal sees and writes only its tenant. See [`auth`].
+    pub(crate) fn authenticate(&self, token: Option<&str>) -> Result<Principal> {
+        self.auth.authenticate(&self.storage.manifest(), token)
+    }
+
+    /// Re-checks a principal of a long-lived connection (pgwire) before
+    /// each statement: a revoked token stops working at once.
+    pub(crate) fn recheck(&self, principal: &Principal) -> Result<()> {
+        self.auth.recheck(&self.storage.manifest(), principal)
+    }
+
+    /// Authenticates `token` and checks that its role allows `action`.
+    pub(crate) fn authorize(&self, token: Option<&str>, action: Action) -> Result<Principal> {
+        let principal = self.authenticate(token)?;
+        auth::require(&principal, action)?;
+        Ok(principal)
     }
 
     /// Whether callers must present a token (`--auth token`); pgwire then
-    /// asks for a password. Always false until tokens exist.
+    /// asks for a password.
     pub(crate) fn requires_token(&self) -> bool {
-        false
+        self.auth.mode() == AuthMode::Token
+    }
+
+    /// Write options for `principal`: its tenant scope, and all-or-nothing
+    /// when `atomic`.
+    pub(crate) fn write_options(principal: &Principal, atomic: bool) -> WriteOptions {
+        WriteOptions {
+            atomic,
+            tenant: principal.tenant.clone(),
+        }
+    }
+
+    /// `--max-events-per-second`: takes `n` events from the bucket of the
+    /// principal's token (callers without one, `--auth none` and the
+    /// bootstrap admin token, share a bucket). Refused: kind
+    /// `ResourceExhausted`, HTTP 429 with `Retry-After`.
+    #[allow(
+        dead_code,
+        reason = "until the ingest handlers call it after authorizing (issue 6)"
+    )]
+    pub(crate) fn check_rate(&self, principal: &Principal, n: usize) -> Result<()> {
+        self.rate_limiter
+            .check(principal.token.as_deref().unwrap_or_default(), n)
     }
 
     pub(crate) fn check_rows(&self, n: usize) -> Result<()> {
@@ -118,6 +171,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(&Arc<Storage>) + Send,
 ) -> Result<()> {
+    // Before binding: a bad certificate stops start-up with nothing bound.
+    let tls = config.tls.as_ref().map(tls::Tls::load).transpose()?;
     let http_listener = bind(config.http_addr, "HTTP").await?;
     let grpc_listener = bind(config.grpc_addr, "gRPC").await?;
     let pg_listener = bind(config.pg_addr, "PostgreSQL").await?;
@@ -165,25 +220,41 @@ pub async fn run(
         app: Default::default(),
         max_request_bytes: config.max_request_bytes,
     });
-    let http_server = tokio::spawn(
-        axum::serve(http_listener, http::router(Arc::clone(&http_state)))
-            .with_graceful_shutdown(stopped())
-            .into_future(),
-    );
+    let router = http::router(Arc::clone(&http_state));
+    let http_server = match &tls {
+        None => tokio::spawn(
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(stopped())
+                .into_future(),
+        ),
+        Some(tls) => tokio::spawn(
+            axum::serve(tls.http_listener(http_listener)?, router)
+                .with_graceful_shutdown(stopped())
+                .into_future(),
+        ),
+    };
 
     let storage = Storage::open(config.storage.clone()).await?;
+    let engine = QueryEngine::new(Arc::clone(&storage), config.query_limits.clone())?;
     let app = Arc::new(AppState {
         storage: Arc::clone(&storage),
-        executor: Arc::new(QueryEngine::new(Arc::clone(&storage))),
-        engine: QueryEngine::new(Arc::clone(&storage)),
+        // One engine (one memory pool, one set of query slots) for all.
+        executor: Arc::new(engine.clone()),
+        engine,
         metrics: Metrics::default(),
         max_rows_per_request: config.max_rows_per_request,
+        auth: auth::Auth::new(&config.auth),
+        rate_limiter: limits::RateLimiter::new(config.max_events_per_second),
     });
     let _ = http_state.app.set(Arc::clone(&app));
     // Connections that arrived during WAL replay waited in the listen
     // backlog; they are served from here on.
-    let pg_server =
-        tokio::spawn(pgwire::PgServer::new(Arc::clone(&app))?.serve(pg_listener, stopped()));
+    let pg_tls = tls.as_ref().map(tls::Tls::pg_acceptor).transpose()?;
+    let pg_server = tokio::spawn(pgwire::PgServer::new(Arc::clone(&app))?.serve(
+        pg_listener,
+        pg_tls,
+        stopped(),
+    ));
     on_ready(&storage);
     info!("ready");
 
@@ -203,7 +274,13 @@ pub async fn run(
         .build_v1()
         .map_err(|e| Error::Internal(format!("gRPC reflection: {e}")))?;
     let max = config.max_request_bytes;
-    let grpc_server = tonic::transport::Server::builder()
+    let mut grpc_builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        grpc_builder = grpc_builder
+            .tls_config(tls.grpc())
+            .map_err(|e| Error::InvalidArgument(format!("TLS for gRPC: {e}")))?;
+    }
+    let grpc_server = grpc_builder
         .add_service(health)
         .add_service(reflection)
         .add_service(

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use datafusion_postgres::pgwire;
 use datafusion_postgres::pgwire::api::PgWireServerHandlers;
+use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
@@ -112,10 +113,13 @@ impl PgServer {
 
     /// Serves connections on `listener` until `shutdown` completes; then
     /// stops accepting and closes the open sessions (their queries are
-    /// read-only, so nothing is lost).
+    /// read-only, so nothing is lost). With `tls`, `SSLRequest` is answered
+    /// 'S' and the session continues over TLS, and a plain-text session is
+    /// refused ([`crate::tls::pg_refuse_plaintext`]); without it, 'N'.
     pub(crate) async fn serve(
         self,
         listener: TcpListener,
+        tls: Option<TlsAcceptor>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) {
         let handlers = self.handlers;
@@ -125,11 +129,24 @@ impl PgServer {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((socket, peer)) => {
+                    Ok((mut socket, peer)) => {
                         let handlers = Arc::clone(&handlers);
+                        let tls = tls.clone();
                         connections.spawn(async move {
-                            // TLS arrives with issue #6 (`None`: SSLRequest is answered "N").
-                            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                            if tls.is_some() {
+                                match crate::tls::pg_refuse_plaintext(&mut socket).await {
+                                    Ok(false) => {}
+                                    Ok(true) => {
+                                        debug!(%peer, "PostgreSQL: plain-text session refused (TLS is required)");
+                                        return;
+                                    }
+                                    Err(e) => {
+                                        debug!(%peer, error = %e, "PostgreSQL connection ended before TLS");
+                                        return;
+                                    }
+                                }
+                            }
+                            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                                 debug!(%peer, error = %e, "PostgreSQL connection ended with an error");
                             }
                         });

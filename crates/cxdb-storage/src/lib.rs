@@ -98,10 +98,13 @@ impl StorageConfig {
 }
 
 /// Options of one write.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     /// All or nothing: if any event is rejected, none is written.
     pub atomic: bool,
+    /// The only tenant the writer may write (a tenant-scoped token): an
+    /// event of another tenant is rejected, per event, on `tenant_id`.
+    pub tenant: Option<String>,
 }
 
 /// The answer to one write. Every input event is in exactly one of:
@@ -314,7 +317,19 @@ impl Storage {
         let mut outcome = WriteOutcome::default();
         let mut valid = Vec::with_capacity(events.len());
         for (i, mut e) in events.into_iter().enumerate() {
-            match e.validate(i) {
+            let checked = e.validate(i).and_then(|()| match &opts.tenant {
+                Some(scope) if *scope != e.tenant_id => Err(EventError::new(
+                    i,
+                    Some(&e.event_id),
+                    "tenant_id",
+                    format!(
+                        "this token may only write tenant {scope:?}, not {:?}",
+                        e.tenant_id
+                    ),
+                )),
+                _ => Ok(()),
+            });
+            match checked {
                 Ok(()) => {
                     e.ingested_at = now;
                     valid.push((i, e));

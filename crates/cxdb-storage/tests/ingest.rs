@@ -71,7 +71,13 @@ async fn invalid_events_are_rejected_and_valid_ones_kept() {
     atomic[0].event_id = "g3".into();
     atomic[3].event_id = "g4".into();
     let out = s
-        .write(atomic, WriteOptions { atomic: true })
+        .write(
+            atomic,
+            WriteOptions {
+                atomic: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((out.accepted, out.rejected.len()), (0, 2));
@@ -96,7 +102,7 @@ async fn duplicates_are_never_counted_twice() {
                 message("acme", "d1", DAY0),
                 message("beta", "d1", DAY0),
             ],
-            w,
+            w.clone(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -107,7 +113,7 @@ async fn duplicates_are_never_counted_twice() {
     );
     // Later, still buffered.
     let out = s
-        .write(vec![message("acme", "d1", DAY0)], w)
+        .write(vec![message("acme", "d1", DAY0)], w.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((out.accepted, out.duplicates.len()), (0, 1));
@@ -117,21 +123,21 @@ async fn duplicates_are_never_counted_twice() {
     let out = s
         .write(
             vec![message("acme", "d1", DAY0), message("acme", "d2", DAY0)],
-            w,
+            w.clone(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((out.accepted, out.duplicates.clone()), (1, vec![0]));
     // With another event_time (another date partition): still the same event.
     let out = s
-        .write(vec![message("acme", "d1", DAY0 + 5 * DAY)], w)
+        .write(vec![message("acme", "d1", DAY0 + 5 * DAY)], w.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.duplicates, vec![0]);
     s.persist().await.unwrap_or_else(|e| panic!("{e}"));
     // After compaction.
     for i in 0..3 {
-        s.write(vec![message("acme", &format!("c{i}"), DAY0)], w)
+        s.write(vec![message("acme", &format!("c{i}"), DAY0)], w.clone())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         s.persist().await.unwrap_or_else(|e| panic!("{e}"));
@@ -141,13 +147,13 @@ async fn duplicates_are_never_counted_twice() {
     let out = s
         .write(
             vec![message("acme", "d1", DAY0), message("acme", "c2", DAY0)],
-            w,
+            w.clone(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.duplicates, vec![0, 1]);
     // After a restart: both persisted ids and ids only in the WAL.
-    s.write(vec![message("acme", "w1", DAY0)], w)
+    s.write(vec![message("acme", "w1", DAY0)], w.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     drop(s);
@@ -159,7 +165,7 @@ async fn duplicates_are_never_counted_twice() {
                 message("acme", "w1", DAY0),
                 message("acme", "new", DAY0),
             ],
-            w,
+            w.clone(),
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -10,12 +10,21 @@ use clap::Args;
 use cxdb_proto::v1::SqlRequest;
 use cxdb_proto::v1::query_service_client::QueryServiceClient;
 use futures::StreamExt;
+use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SqlArgs {
     /// Server gRPC address.
     #[arg(long, env = "CXDB_ADDR", default_value = "http://127.0.0.1:50051")]
     pub(crate) addr: String,
+
+    /// Bearer token (servers running with --auth token).
+    #[arg(long, env = "CXDB_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 
     /// One statement to run; without it, an interactive shell starts.
     #[arg(short = 'c', long = "command")]
@@ -26,7 +35,8 @@ pub(crate) struct SqlArgs {
     pub(crate) format: String,
 }
 
-pub(crate) async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+/// A plain channel to the server at `addr`.
+pub(crate) async fn connect_raw(addr: &str) -> anyhow::Result<Channel> {
     tonic::transport::Endpoint::from_shared(addr.to_string())
         .with_context(|| format!("invalid server address {addr:?}"))?
         .connect()
@@ -34,11 +44,45 @@ pub(crate) async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Chan
         .with_context(|| format!("cannot connect to cxdb at {addr}"))
 }
 
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Debug, Clone)]
+pub(crate) struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl BearerToken {
+    pub(crate) fn new(token: Option<&str>) -> anyhow::Result<Self> {
+        token
+            .map(|t| {
+                format!("Bearer {}", t.trim())
+                    .parse()
+                    .context("the token is not valid header text")
+            })
+            .transpose()
+            .map(Self)
+    }
+}
+
+impl Interceptor for BearerToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry the token.
+pub(crate) type AuthChannel = InterceptedService<Channel, BearerToken>;
+
+/// A channel to the server at `addr` whose calls carry `token`.
+pub(crate) async fn connect(addr: &str, token: Option<&str>) -> anyhow::Result<AuthChannel> {
+    let bearer = BearerToken::new(token)?;
+    Ok(InterceptedService::new(connect_raw(addr).await?, bearer))
+}
+
 /// Runs one statement and returns its batches.
-pub(crate) async fn query(
-    channel: tonic::transport::Channel,
-    sql: &str,
-) -> anyhow::Result<Vec<RecordBatch>> {
+pub(crate) async fn query(channel: AuthChannel, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let mut client = QueryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
     let mut stream = client
         .sql(SqlRequest {
@@ -57,7 +101,7 @@ pub(crate) async fn query(
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn code_name(code: tonic::Code) -> String {
+pub(crate) fn code_name(code: tonic::Code) -> String {
     format!("{code:?}")
 }
 
@@ -93,7 +137,7 @@ fn print(batches: &[RecordBatch], format: &str) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn sql(args: SqlArgs) -> anyhow::Result<()> {
-    let channel = connect(&args.addr).await?;
+    let channel = connect(&args.addr, args.token.as_deref()).await?;
     if let Some(sql) = &args.command {
         let batches = query(channel, sql).await?;
         return print(&batches, &args.format);
@@ -103,7 +147,7 @@ pub(crate) async fn sql(args: SqlArgs) -> anyhow::Result<()> {
 
 /// An interactive shell with history (`~/.cxdb_history`); a statement ends
 /// with `;`.
-async fn shell(channel: tonic::transport::Channel, format: &str) -> anyhow::Result<()> {
+async fn shell(channel: AuthChannel, format: &str) -> anyhow::Result<()> {
     let mut editor = rustyline::DefaultEditor::new()?;
     let history =
         std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cxdb_history"));

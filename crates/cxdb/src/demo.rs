@@ -19,12 +19,19 @@ use tracing::{info, warn};
 const BACKFILL_BATCH: usize = 10_000;
 /// Backfill window per generator call (bounds memory).
 const BACKFILL_STEP_US: i64 = 3_600_000_000;
+/// Where `--events` history starts: 2026-01-01T00:00:00Z, a fixed instant so
+/// that the data set does not depend on the day it is generated.
+const FIXED_START_US: i64 = 1_767_225_600_000_000;
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct DemoArgs {
     /// Server gRPC address.
     #[arg(long, env = "CXDB_ADDR", default_value = "http://127.0.0.1:50051")]
     pub(crate) addr: String,
+
+    /// Bearer token (servers running with --auth token; an ingest token will do).
+    #[arg(long, env = "CXDB_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 
     /// Random seed: the same seed gives the same traffic.
     #[arg(long, default_value_t = 42)]
@@ -38,6 +45,13 @@ pub(crate) struct DemoArgs {
     /// Stop after the backfill instead of streaming live traffic.
     #[arg(long)]
     pub(crate) no_live: bool,
+
+    /// Instead of a backfill up to now: exactly N events, the first N of the
+    /// simulation started at 2026-01-01T00:00:00Z, then stop (no live
+    /// traffic). The same seed and N give the same events on any day
+    /// (benchmarks load this).
+    #[arg(long, env = "CXDB_DEMO_EVENTS", conflicts_with = "backfill_days")]
+    pub(crate) events: Option<u64>,
 }
 
 /// The in-process feeder of `serve --demo`.
@@ -64,7 +78,7 @@ impl Sink for StorageSink {
     }
 }
 
-struct GrpcSink(IngestServiceClient<tonic::transport::Channel>);
+struct GrpcSink(IngestServiceClient<crate::client::AuthChannel>);
 
 impl Sink for GrpcSink {
     async fn send(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
@@ -139,9 +153,52 @@ impl DemoFeed {
     }
 }
 
+/// The first `n` events (in event_time order) of the simulation started at
+/// [`FIXED_START_US`], sent in batches of [`BACKFILL_BATCH`].
+async fn feed_exact(sink: &mut impl Sink, seed: u64, n: u64) -> anyhow::Result<()> {
+    let config = DemoConfig {
+        seed,
+        ..DemoConfig::default()
+    };
+    let mut generator = DemoGenerator::new(config, FIXED_START_US);
+    let mut at = FIXED_START_US;
+    let mut pending: Vec<Event> = Vec::new();
+    let mut sent = 0u64;
+    let mut quiet_steps = 0u32;
+    while sent < n {
+        at += BACKFILL_STEP_US;
+        let events = generator.advance_to(at);
+        // A simulation that stays silent for a year will not reach n.
+        quiet_steps = if events.is_empty() {
+            quiet_steps + 1
+        } else {
+            0
+        };
+        anyhow::ensure!(
+            quiet_steps < 24 * 366,
+            "the demo generator stopped after {sent} of {n} events"
+        );
+        let wanted = usize::try_from(n - sent - pending.len() as u64).unwrap_or(usize::MAX);
+        pending.extend(events.into_iter().take(wanted));
+        while pending.len() >= BACKFILL_BATCH
+            || (!pending.is_empty() && sent + pending.len() as u64 == n)
+        {
+            let rest = pending.split_off(pending.len().min(BACKFILL_BATCH));
+            let batch = std::mem::replace(&mut pending, rest);
+            sent += batch.len() as u64;
+            sink.send(batch).await?;
+        }
+    }
+    info!(events = sent, seed, "demo events written");
+    Ok(())
+}
+
 pub(crate) async fn run_remote(args: DemoArgs) -> anyhow::Result<()> {
-    let channel = crate::client::connect(&args.addr).await?;
+    let channel = crate::client::connect(&args.addr, args.token.as_deref()).await?;
     let mut sink =
         GrpcSink(IngestServiceClient::new(channel).max_encoding_message_size(usize::MAX));
+    if let Some(n) = args.events {
+        return feed_exact(&mut sink, args.seed, n).await;
+    }
     feed(&mut sink, args.seed, args.backfill_days, !args.no_live).await
 }

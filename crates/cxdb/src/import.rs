@@ -40,6 +40,10 @@ pub(crate) struct ImportArgs {
     #[arg(long, env = "CXDB_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
 
+    /// Bearer token (servers running with --auth token; an ingest token will do).
+    #[arg(long, env = "CXDB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
     /// File format; by default from the extension (.parquet, .ndjson/.jsonl/.json, .csv).
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -111,7 +115,7 @@ struct Chunk {
 }
 
 pub(crate) async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let channel = crate::client::connect(&args.addr).await?;
+    let channel = crate::client::connect_raw(&args.addr).await?;
     let mut summary = Summary::default();
     for path in &args.files {
         let format = match args.format {
@@ -201,6 +205,11 @@ async fn import_file(
     });
 
     let mut client = FlightClient::new(channel.clone());
+    if let Some(token) = &args.token {
+        client
+            .add_header("authorization", &format!("Bearer {}", token.trim()))
+            .context("the token is not valid header text")?;
+    }
     while let Some(chunk) = rx.recv().await {
         let chunk = chunk?;
         let rows = chunk.batch.num_rows() as u64;

@@ -9,6 +9,7 @@ mod client;
 mod demo;
 mod import;
 mod serve;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -43,7 +44,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run SQL against a server: one statement with -c, else an interactive shell.
     Sql(client::SqlArgs),
     /// Stream realistic synthetic support traffic into a server.
@@ -52,6 +53,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Measure cxdb and print a markdown report.
     Bench(bench::BenchArgs),
+    /// Create, list and revoke API tokens (needs an admin token).
+    Token(token::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,11 +75,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Sql(args) => client::sql(args).await,
             Command::Demo(args) => demo::run_remote(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Token(args) => token::run(args).await,
         }
     })
 }

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use cxdb_server::ServerConfig;
+use cxdb_server::{AuthConfig, AuthMode, ServerConfig, TlsConfig};
 use cxdb_storage::StorageConfig;
 use cxdb_wal::Recovery;
+
+mod limits;
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ServeArgs {
@@ -72,9 +74,83 @@ pub(crate) struct ServeArgs {
     /// Most events in one request.
     #[arg(long, env = "CXDB_MAX_ROWS_PER_REQUEST", default_value_t = 100_000)]
     pub(crate) max_rows_per_request: usize,
+
+    #[command(flatten)]
+    pub(crate) limits: limits::LimitArgs,
+
+    /// TLS certificate (PEM, leaf first) for all three listeners: gRPC and
+    /// Flight, PostgreSQL, HTTP. Needs --tls-key.
+    #[arg(long, env = "CXDB_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(long, env = "CXDB_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// `token`: every request needs a bearer token (SPEC §8); `none`: every
+    /// request acts as an unscoped admin (local development). Default: `none`
+    /// when every listener is on loopback, otherwise `token`.
+    #[arg(long, env = "CXDB_AUTH", value_parser = ["none", "token"])]
+    pub(crate) auth: Option<String>,
+
+    /// An unscoped admin token (any string of 16+ characters) to bootstrap
+    /// with: create the real tokens with it (`cxdb token create`).
+    #[arg(long, env = "CXDB_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+
+    /// Allow `--auth none` on a non-loopback address (anyone who can reach
+    /// the port is an admin).
+    #[arg(long, env = "CXDB_INSECURE_NO_AUTH")]
+    pub(crate) insecure_no_auth: bool,
 }
 
 impl ServeArgs {
+    /// `--auth` after the safe-default rule: `none` is the default only when
+    /// every listener is on loopback, and is refused elsewhere unless
+    /// `--insecure-no-auth` says so.
+    fn auth_config(&self) -> anyhow::Result<AuthConfig> {
+        let exposed: Vec<String> = [
+            ("--grpc-addr", self.grpc_addr),
+            ("--pg-addr", self.pg_addr),
+            ("--http-addr", self.http_addr),
+        ]
+        .iter()
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .map(|(flag, a)| format!("{flag} {a}"))
+        .collect();
+        let mode = match self.auth.as_deref() {
+            Some("token") => AuthMode::Token,
+            Some(_) => AuthMode::None,
+            None if exposed.is_empty() => AuthMode::None,
+            None => AuthMode::Token,
+        };
+        if mode == AuthMode::None && !exposed.is_empty() && !self.insecure_no_auth {
+            anyhow::bail!(
+                "refusing to start without authentication on a non-loopback address ({}): \
+                 use --auth token with --admin-token, or --insecure-no-auth if every client \
+                 may be an admin",
+                exposed.join(", ")
+            );
+        }
+        if let Some(t) = &self.admin_token
+            && t.trim().len() < 16
+        {
+            anyhow::bail!("--admin-token must be at least 16 characters");
+        }
+        if mode == AuthMode::Token && self.admin_token.is_none() {
+            tracing::warn!(
+                "--auth token without --admin-token: only tokens already in the catalog work"
+            );
+        }
+        if mode == AuthMode::None && self.admin_token.is_some() {
+            tracing::warn!("--admin-token is ignored with --auth none");
+        }
+        Ok(AuthConfig {
+            mode,
+            admin_token: self.admin_token.clone(),
+        })
+    }
+
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         let mut storage = StorageConfig::new(&self.data_dir);
         storage.object_store_url = self.object_store.clone();
@@ -92,6 +168,19 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             max_rows_per_request: self.max_rows_per_request,
             ports_file: self.ports_file.clone(),
+            query_limits: self.limits.query_limits()?,
+            max_events_per_second: self.limits.max_events_per_second.filter(|n| *n > 0),
+            auth: self.auth_config()?,
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsConfig {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (None, None) => None,
+                // clap's `requires` reports these first.
+                (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key"),
+                (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert"),
+            },
         })
     }
 }
@@ -154,6 +243,16 @@ const KNOWN_KEYS: &[&str] = &[
     "persist-age-s",
     "max-request-bytes",
     "max-rows-per-request",
+    "query-memory",
+    "query-timeout",
+    "max-result-rows",
+    "max-concurrent-queries",
+    "max-events-per-second",
+    "tls-cert",
+    "tls-key",
+    "auth",
+    "admin-token",
+    "insecure-no-auth",
     "log-filter",
     "log-format",
 ];

@@ -5,8 +5,11 @@
 mod server;
 
 mod admin;
+mod auth;
 mod cli;
 mod errors;
 mod flightsql;
 mod ingest;
+mod limits;
 mod pgwire;
+mod tls;

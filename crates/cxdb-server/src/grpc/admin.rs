@@ -2,10 +2,13 @@ use std::sync::Arc;
 
 use cxdb_proto::v1::admin_service_server::AdminService;
 use cxdb_proto::v1::*;
+use cxdb_query::Principal;
 use cxdb_storage::catalog as cat;
 use tonic::{Request, Response, Status};
 
+use super::authorize;
 use crate::AppState;
+use crate::auth::Action;
 use crate::error::Error;
 
 #[derive(Debug)]
@@ -88,6 +91,48 @@ fn policy_to_proto(p: &cat::SlaPolicy) -> SlaPolicy {
     }
 }
 
+/// Admin requests need an admin token. A tenant-scoped admin may manage
+/// only its tenant's calendars, SLA policies, retention and tokens; what
+/// touches the whole server (`tenant = None`: flush, compaction, stats,
+/// applying retention) needs an unscoped one.
+fn in_scope(principal: &Principal, tenant: Option<&str>) -> Result<(), Status> {
+    match (&principal.tenant, tenant) {
+        (None, _) => Ok(()),
+        (Some(own), Some(t)) if own == t => Ok(()),
+        (Some(own), Some(t)) => Err(Status::permission_denied(format!(
+            "this token is scoped to tenant {own:?} and cannot manage tenant {t:?}"
+        ))),
+        (Some(own), None) => Err(Status::permission_denied(format!(
+            "this token is scoped to tenant {own:?}; server-wide operations need an unscoped \
+             admin token"
+        ))),
+    }
+}
+
+/// The tenant a list request asks for, defaulting to the token's own.
+fn list_tenant(principal: &Principal, asked: String) -> Result<String, Status> {
+    match (&principal.tenant, asked.is_empty()) {
+        (Some(own), true) => Ok(own.clone()),
+        _ => {
+            if !asked.is_empty() {
+                in_scope(principal, Some(&asked))?;
+            }
+            Ok(asked)
+        }
+    }
+}
+
+fn token_to_proto(t: &cat::TokenRecord) -> TokenInfo {
+    TokenInfo {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        role: t.role.to_string(),
+        tenant_id: t.tenant_id.clone(),
+        created_at_us: t.created_at,
+        revoked_at_us: t.revoked_at,
+    }
+}
+
 fn check_tenant(t: &str) -> Result<(), Status> {
     if cxdb_model::vocab::is_valid_tenant_id(t) {
         Ok(())
@@ -98,9 +143,16 @@ fn check_tenant(t: &str) -> Result<(), Status> {
     }
 }
 
+impl AdminSvc {
+    fn admin<T>(&self, r: &Request<T>) -> Result<Principal, Status> {
+        authorize(&self.state, r, Action::Admin)
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminSvc {
-    async fn flush(&self, _: Request<FlushRequest>) -> Result<Response<FlushResponse>, Status> {
+    async fn flush(&self, r: Request<FlushRequest>) -> Result<Response<FlushResponse>, Status> {
+        in_scope(&self.admin(&r)?, None)?;
         let out = self.state.storage.persist().await.map_err(Error::from)?;
         Ok(Response::new(FlushResponse {
             files: out.files as u64,
@@ -112,6 +164,7 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<CompactRequest>,
     ) -> Result<Response<CompactResponse>, Status> {
+        in_scope(&self.admin(&r)?, None)?;
         let min = r.into_inner().min_files;
         let out = self
             .state
@@ -130,8 +183,10 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<SetRetentionRequest>,
     ) -> Result<Response<SetRetentionResponse>, Status> {
+        let principal = self.admin(&r)?;
         let r = r.into_inner();
         check_tenant(&r.tenant_id)?;
+        in_scope(&principal, Some(&r.tenant_id))?;
         if r.days == Some(0) {
             return Err(Status::invalid_argument(
                 "days: must be at least 1 (omit it to keep data forever)",
@@ -146,8 +201,9 @@ impl AdminService for AdminSvc {
 
     async fn apply_retention(
         &self,
-        _: Request<ApplyRetentionRequest>,
+        r: Request<ApplyRetentionRequest>,
     ) -> Result<Response<ApplyRetentionResponse>, Status> {
+        in_scope(&self.admin(&r)?, None)?;
         let out = self
             .state
             .storage
@@ -161,7 +217,8 @@ impl AdminService for AdminSvc {
         }))
     }
 
-    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+    async fn stats(&self, r: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        in_scope(&self.admin(&r)?, None)?;
         let s = self.state.storage.stats();
         Ok(Response::new(StatsResponse {
             accepted: s.accepted,
@@ -183,8 +240,10 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<BusinessCalendar>,
     ) -> Result<Response<UpsertCalendarResponse>, Status> {
+        let principal = self.admin(&r)?;
         let c = calendar_from_proto(r.into_inner())?;
         check_tenant(&c.tenant_id)?;
+        in_scope(&principal, Some(&c.tenant_id))?;
         self.state
             .storage
             .commit_catalog(|m| m.upsert_calendar(c))
@@ -196,7 +255,9 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<DeleteCalendarRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let principal = self.admin(&r)?;
         let r = r.into_inner();
+        in_scope(&principal, Some(&r.tenant_id))?;
         let deleted = self
             .state
             .storage
@@ -209,7 +270,8 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<ListRequest>,
     ) -> Result<Response<ListCalendarsResponse>, Status> {
-        let tenant = r.into_inner().tenant_id;
+        let principal = self.admin(&r)?;
+        let tenant = list_tenant(&principal, r.into_inner().tenant_id)?;
         let m = self.state.storage.manifest();
         let calendars = m
             .calendars
@@ -224,8 +286,10 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<SlaPolicy>,
     ) -> Result<Response<UpsertSlaPolicyResponse>, Status> {
+        let principal = self.admin(&r)?;
         let p = policy_from_proto(r.into_inner());
         check_tenant(&p.tenant_id)?;
+        in_scope(&principal, Some(&p.tenant_id))?;
         self.state
             .storage
             .commit_catalog(|m| m.upsert_sla_policy(p))
@@ -237,7 +301,9 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<DeleteSlaPolicyRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let principal = self.admin(&r)?;
         let r = r.into_inner();
+        in_scope(&principal, Some(&r.tenant_id))?;
         let deleted = self
             .state
             .storage
@@ -250,7 +316,8 @@ impl AdminService for AdminSvc {
         &self,
         r: Request<ListRequest>,
     ) -> Result<Response<ListSlaPoliciesResponse>, Status> {
-        let tenant = r.into_inner().tenant_id;
+        let principal = self.admin(&r)?;
+        let tenant = list_tenant(&principal, r.into_inner().tenant_id)?;
         let m = self.state.storage.manifest();
         let policies = m
             .sla_policies
@@ -259,5 +326,78 @@ impl AdminService for AdminSvc {
             .map(policy_to_proto)
             .collect();
         Ok(Response::new(ListSlaPoliciesResponse { policies }))
+    }
+
+    async fn create_token(
+        &self,
+        r: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let principal = self.admin(&r)?;
+        let r = r.into_inner();
+        let role = cat::Role::parse(&r.role).map_err(invalid)?;
+        // A scoped admin hands out only tokens of its own tenant.
+        let tenant = r.tenant_id.or_else(|| principal.tenant.clone());
+        match &tenant {
+            Some(t) => in_scope(&principal, Some(t))?,
+            None => in_scope(&principal, None)?,
+        }
+        let new = cat::TokenRecord::generate(&r.name, role, tenant, cxdb_model::time::now_micros())
+            .map_err(invalid)?;
+        let info = token_to_proto(&new.record);
+        let record = new.record;
+        self.state
+            .storage
+            .commit_catalog(move |m| {
+                m.tokens.push(record);
+                Ok(())
+            })
+            .map_err(commit_error)?;
+        tracing::info!(id = %info.id, name = %info.name, role = %info.role, tenant = ?info.tenant_id, "token created");
+        Ok(Response::new(CreateTokenResponse {
+            token: new.token,
+            info: Some(info),
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        r: Request<ListRequest>,
+    ) -> Result<Response<ListTokensResponse>, Status> {
+        let principal = self.admin(&r)?;
+        let tenant = list_tenant(&principal, r.into_inner().tenant_id)?;
+        let m = self.state.storage.manifest();
+        let tokens = m
+            .tokens
+            .iter()
+            .filter(|t| tenant.is_empty() || t.tenant_id.as_deref() == Some(tenant.as_str()))
+            .map(token_to_proto)
+            .collect();
+        Ok(Response::new(ListTokensResponse { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        r: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        let principal = self.admin(&r)?;
+        let id = r.into_inner().id;
+        let manifest = self.state.storage.manifest();
+        let Some(record) = manifest.token(&id) else {
+            return Err(Status::not_found(format!("no token with id {id:?}")));
+        };
+        match &record.tenant_id {
+            Some(t) => in_scope(&principal, Some(t))?,
+            None => in_scope(&principal, None)?,
+        }
+        if record.revoked_at.is_some() {
+            return Ok(Response::new(RevokeTokenResponse { revoked: false }));
+        }
+        let now = cxdb_model::time::now_micros();
+        self.state
+            .storage
+            .commit_catalog(|m| Ok(m.revoke_token(&id, now)))
+            .map_err(commit_error)?;
+        tracing::info!(%id, "token revoked");
+        Ok(Response::new(RevokeTokenResponse { revoked: true }))
     }
 }

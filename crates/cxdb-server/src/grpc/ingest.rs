@@ -2,11 +2,13 @@ use std::sync::Arc;
 
 use cxdb_proto::v1::ingest_service_server::IngestService;
 use cxdb_proto::v1::{WriteRequest, WriteResponse};
-use cxdb_storage::WriteOptions;
+use cxdb_query::Principal;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::authorize;
 use crate::AppState;
+use crate::auth::Action;
 use crate::convert::{add_outcome, event_from_proto};
 use crate::error::Error;
 use crate::metrics::Protocol;
@@ -19,6 +21,7 @@ pub(crate) struct IngestSvc {
 impl IngestSvc {
     async fn write_one(
         &self,
+        principal: &Principal,
         req: WriteRequest,
         offset: usize,
         resp: &mut WriteResponse,
@@ -29,7 +32,7 @@ impl IngestSvc {
         let out = self
             .state
             .storage
-            .write(events, WriteOptions { atomic: req.atomic })
+            .write(events, AppState::write_options(principal, req.atomic))
             .await
             .map_err(Error::from)?;
         self.state.metrics.record_write(Protocol::Grpc, &out);
@@ -44,8 +47,10 @@ impl IngestService for IngestSvc {
         &self,
         request: Request<WriteRequest>,
     ) -> Result<Response<WriteResponse>, Status> {
+        let principal = authorize(&self.state, &request, Action::Write)?;
         let mut resp = WriteResponse::default();
-        self.write_one(request.into_inner(), 0, &mut resp).await?;
+        self.write_one(&principal, request.into_inner(), 0, &mut resp)
+            .await?;
         Ok(Response::new(resp))
     }
 
@@ -53,11 +58,12 @@ impl IngestService for IngestSvc {
         &self,
         request: Request<Streaming<WriteRequest>>,
     ) -> Result<Response<WriteResponse>, Status> {
+        let principal = authorize(&self.state, &request, Action::Write)?;
         let mut stream = request.into_inner();
         let mut resp = WriteResponse::default();
         let mut offset = 0;
         while let Some(msg) = stream.next().await {
-            offset += self.write_one(msg?, offset, &mut resp).await?;
+            offset += self.write_one(&principal, msg?, offset, &mut resp).await?;
         }
         Ok(Response::new(resp))
     }

@@ -5,12 +5,13 @@ use std::time::Instant;
 use arrow::ipc::writer::StreamWriter;
 use cxdb_proto::v1::query_service_server::QueryService;
 use cxdb_proto::v1::{ExplainResponse, SqlRequest, SqlResponse};
-use cxdb_query::Principal;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use super::authorize;
 use crate::AppState;
+use crate::auth::Action;
 use crate::error::Error;
 
 #[derive(Debug)]
@@ -25,9 +26,9 @@ impl QueryService for QuerySvc {
     type SqlStream = SqlStream;
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<SqlStream>, Status> {
+        let principal = authorize(&self.state, &request, Action::Query)?;
         let sql = request.into_inner().sql;
         let started = Instant::now();
-        let principal = Principal::unscoped();
         let result = self.state.executor.execute(&principal, &sql).await;
         self.state
             .metrics
@@ -40,11 +41,12 @@ impl QueryService for QuerySvc {
         &self,
         request: Request<SqlRequest>,
     ) -> Result<Response<ExplainResponse>, Status> {
+        let principal = authorize(&self.state, &request, Action::Query)?;
         let sql = request.into_inner().sql;
         let out = self
             .state
             .executor
-            .explain(&Principal::unscoped(), &sql)
+            .explain(&principal, &sql)
             .await
             .map_err(Error::from)?;
         Ok(Response::new(ExplainResponse {

@@ -16,8 +16,8 @@
 //! | 0A000 feature_not_supported | statements and syntax DataFusion lacks |
 //! | 22xxx data exceptions | casts (22P02), division by zero (22012), overflow (22003), bad values (22023), other runtime errors (22000) |
 //! | 28P01 invalid_password | authentication failed |
-//! | 53200 out_of_memory, 53000 insufficient_resources, 54000 program_limit_exceeded | limits |
-//! | 57014 query_canceled | CancelRequest, `statement_timeout` (pgwire, datafusion-postgres) |
+//! | 53200 out_of_memory, 53000 insufficient_resources, 54000 program_limit_exceeded | limits: `--query-memory`, `--max-concurrent-queries`, `--max-result-rows` |
+//! | 57014 query_canceled | CancelRequest, `statement_timeout` (pgwire, datafusion-postgres), `--query-timeout` |
 //! | 57P01 admin_shutdown, 57P03 cannot_connect_now | the server is stopping |
 //! | XX000 internal_error | anything else, logged |
 
@@ -166,6 +166,13 @@ fn external_error(
 ) -> ErrorInfo {
     if let Some(e) = source.downcast_ref::<SqlStateError>() {
         user_error(e.code, e.message.clone())
+    } else if let Some(limit) = source.downcast_ref::<cxdb_query::LimitExceeded>() {
+        let code = match limit {
+            cxdb_query::LimitExceeded::Timeout(_) => "57014",
+            cxdb_query::LimitExceeded::ResultRows(_) => "54000",
+            cxdb_query::LimitExceeded::Concurrency(_) => "53000",
+        };
+        user_error(code, limit.to_string())
     } else if let Some(cxdb_storage::Error::ShutDown) = source.downcast_ref::<cxdb_storage::Error>()
     {
         user_error("57P01", "the server is shutting down")
@@ -181,14 +188,23 @@ pub(crate) fn server_error(e: crate::Error) -> PgWireError {
     let code = match e.kind() {
         ErrorKind::InvalidArgument => "22023",
         ErrorKind::NotFound => "42704",
+        ErrorKind::Unauthenticated => "28000",
+        ErrorKind::PermissionDenied => "42501",
         ErrorKind::PayloadTooLarge => "54000",
         ErrorKind::ResourceExhausted => "53000",
+        ErrorKind::DeadlineExceeded => "57014",
         ErrorKind::Unimplemented => "0A000",
         ErrorKind::Unavailable => "57P03",
         ErrorKind::Internal => "XX000",
     };
+    // A refused token ends the session, as in PostgreSQL; the other errors
+    // end only the statement.
+    let severity = match e.kind() {
+        ErrorKind::Unauthenticated | ErrorKind::Internal => "FATAL",
+        _ => "ERROR",
+    };
     PgWireError::UserError(Box::new(ErrorInfo::new(
-        "FATAL".into(),
+        severity.into(),
         code.into(),
         e.public_message(),
     )))

@@ -30,8 +30,9 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::connection::{self, Connection};
-use super::hooks;
+use super::{error, hooks};
 use crate::AppState;
+use crate::auth::{self, Action};
 
 /// datafusion-postgres' prepared statement: the SQL and, once planned, its
 /// statement and logical plan.
@@ -52,10 +53,25 @@ impl QueryHandler {
         // session, and pgwire asks for it without naming the connection.
         let describer = DfSessionService::new(Arc::new(SessionContext::new())).query_parser();
         Self {
+            parser: Arc::new(ConnectionParser {
+                describer,
+                state: Arc::clone(&state),
+            }),
             state,
-            parser: Arc::new(ConnectionParser { describer }),
         }
     }
+}
+
+/// The connection a statement arrives on, once its token is checked again
+/// (it may have been revoked since the connection started) and its role
+/// allows queries.
+fn admitted<C: ClientInfo + ?Sized>(state: &AppState, client: &C) -> PgWireResult<Arc<Connection>> {
+    let connection = connection::of(client)?;
+    state
+        .recheck(&connection.principal)
+        .and_then(|()| auth::require(&connection.principal, Action::Query))
+        .map_err(error::server_error)?;
+    Ok(connection)
 }
 
 #[async_trait]
@@ -67,7 +83,7 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let connection = connection::of(client)?;
+        let connection = admitted(&self.state, client)?;
         let started = Instant::now();
         let mut interrupt = Interrupt::start(&connection, client);
         let result = interrupt
@@ -108,7 +124,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let connection = connection::of(client)?;
+        let connection = admitted(&self.state, client)?;
         let started = Instant::now();
         let mut interrupt = Interrupt::start(&connection, client);
         let result = interrupt
@@ -130,6 +146,7 @@ impl ExtendedQueryHandler for QueryHandler {
 /// (its tables, its tenant scope, cxdb's hooks).
 pub(crate) struct ConnectionParser {
     describer: Arc<Parser>,
+    state: Arc<AppState>,
 }
 
 #[async_trait]
@@ -145,7 +162,7 @@ impl QueryParser for ConnectionParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let connection = connection::of(client)?;
+        let connection = admitted(&self.state, client)?;
         let parsed = connection
             .service
             .query_parser()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use arrow::array::{Array, Int64Array};
 use cxdb_model::Event;
-use cxdb_query::QueryEngine;
+use cxdb_query::{QueryEngine, QueryLimits};
 use cxdb_storage::{Storage, StorageConfig, WriteOptions};
 use datafusion::prelude::SessionContext;
 use hdrhistogram::Histogram;
@@ -372,7 +372,7 @@ impl QueryTimes {
 }
 
 async fn time_query(storage: &Arc<Storage>) -> anyhow::Result<QueryTimes> {
-    let ctx = QueryEngine::new(Arc::clone(storage)).session(None)?;
+    let ctx = QueryEngine::new(Arc::clone(storage), QueryLimits::default())?.session(None)?;
     let (counted, groups) = run_query(&ctx).await?;
     let mut ms = Vec::with_capacity(QUERY_RUNS);
     for _ in 0..QUERY_RUNS {

@@ -1,0 +1,626 @@
+//! Security end to end (issue 6, SPEC §8): a server with `--auth token`,
+//! tokens made through `AdminService` and `cxdb token`, and every protocol
+//! (gRPC, HTTP, PostgreSQL, Flight SQL) refusing a missing, wrong, revoked
+//! or under-privileged token with its exact code — and a tenant-scoped token
+//! seeing and writing only its tenant, whatever the SQL.
+
+use std::process::Command;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use cxdb_proto::v1::admin_service_client::AdminServiceClient;
+use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
+use cxdb_proto::v1::query_service_client::QueryServiceClient;
+use cxdb_proto::v1::{
+    CreateTokenRequest, FlushRequest, ListRequest, RevokeTokenRequest, SqlRequest, WriteRequest,
+};
+use futures::StreamExt;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tonic::Code;
+
+use crate::flightsql::{fetch, status, strings};
+use crate::server::{TestServer, event};
+
+const ADMIN: &str = "bootstrap-admin-token-for-tests";
+
+fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(msg);
+    if let Some(t) = token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+struct Secured {
+    server: TestServer,
+    _tmp: tempfile::TempDir,
+}
+
+impl Secured {
+    async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let server =
+            TestServer::start_in(tmp.path(), &["--auth", "token", "--admin-token", ADMIN]).await;
+        Self { server, _tmp: tmp }
+    }
+
+    async fn create(&self, name: &str, role: &str, tenant: Option<&str>) -> (String, String) {
+        let mut admin = AdminServiceClient::new(self.server.channel().await);
+        let out = admin
+            .create_token(with_token(
+                CreateTokenRequest {
+                    name: name.into(),
+                    role: role.into(),
+                    tenant_id: tenant.map(str::to_string),
+                },
+                Some(ADMIN),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"))
+            .into_inner();
+        let info = out.info.unwrap_or_else(|| panic!("no info"));
+        assert_eq!(info.role, role);
+        assert_eq!(info.tenant_id.as_deref(), tenant);
+        (out.token, info.id)
+    }
+
+    /// Writes over gRPC; Ok(accepted, rejected fields) or the status.
+    async fn write(
+        &self,
+        token: Option<&str>,
+        events: Vec<cxdb_proto::v1::Event>,
+    ) -> Result<(u64, Vec<String>), tonic::Status> {
+        let mut ingest = IngestServiceClient::new(self.server.channel().await);
+        let out = ingest
+            .write(with_token(
+                WriteRequest {
+                    events,
+                    atomic: false,
+                },
+                token,
+            ))
+            .await?
+            .into_inner();
+        Ok((
+            out.accepted,
+            out.rejected
+                .iter()
+                .map(|r| format!("{}: {}", r.field, r.error))
+                .collect(),
+        ))
+    }
+
+    /// The first column of the first row of `sql` over gRPC, as text.
+    async fn scalar(&self, token: Option<&str>, sql: &str) -> Result<String, tonic::Status> {
+        let mut client = QueryServiceClient::new(self.server.channel().await);
+        let mut stream = client
+            .sql(with_token(SqlRequest { sql: sql.into() }, token))
+            .await?
+            .into_inner();
+        let mut ipc = Vec::new();
+        while let Some(msg) = stream.next().await {
+            ipc.extend_from_slice(&msg?.arrow_ipc);
+        }
+        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+            .unwrap_or_else(|e| panic!("bad IPC: {e}"));
+        let batches: Vec<_> = reader
+            .map(|b| b.unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        Ok(strings(&batches, 0).into_iter().next().unwrap_or_default())
+    }
+}
+
+fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, needle: &str) {
+    match result {
+        Ok(v) => panic!("expected {code:?} ({needle}), got {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "{}", s.message());
+            assert!(
+                s.message().contains(needle),
+                "{:?} lacks {needle:?}",
+                s.message()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn grpc_tokens_roles_scopes_and_revocation() {
+    let s = Secured::start().await;
+    let (ingest_acme, _) = s.create("acme-webhook", "ingest", Some("acme")).await;
+    let (read_acme, read_acme_id) = s.create("acme-grafana", "read", Some("acme")).await;
+    let (read_all, _) = s.create("ops-grafana", "read", None).await;
+
+    // Seed as the bootstrap admin: 3 acme events, 2 beta.
+    let seed = vec![
+        event("acme", "a1", "chat"),
+        event("acme", "a2", "email"),
+        event("acme", "a3", "chat"),
+        event("beta", "b1", "chat"),
+        event("beta", "b2", "whatsapp"),
+    ];
+    let (accepted, rejected) = s
+        .write(Some(ADMIN), seed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((accepted, rejected.len()), (5, 0));
+
+    // Missing, malformed and wrong tokens: UNAUTHENTICATED, nothing runs.
+    let count = "SELECT count(*) FROM events";
+    assert_status(
+        s.scalar(None, count).await,
+        Code::Unauthenticated,
+        "missing token",
+    );
+    assert_status(
+        s.scalar(Some("not-a-token"), count).await,
+        Code::Unauthenticated,
+        "invalid token",
+    );
+    let forged = format!("{}{}", &read_acme[..read_acme.len() - 4], "0000");
+    assert_status(
+        s.scalar(Some(&forged), count).await,
+        Code::Unauthenticated,
+        "invalid token",
+    );
+    assert_status(
+        s.write(None, vec![event("acme", "x1", "chat")]).await,
+        Code::Unauthenticated,
+        "missing token",
+    );
+
+    // Wrong roles: PERMISSION_DENIED naming what the role cannot do.
+    assert_status(
+        s.scalar(Some(&ingest_acme), count).await,
+        Code::PermissionDenied,
+        "an ingest token cannot run queries",
+    );
+    assert_status(
+        s.write(Some(&read_all), vec![event("acme", "x2", "chat")])
+            .await,
+        Code::PermissionDenied,
+        "a read token cannot write events",
+    );
+    let mut admin = AdminServiceClient::new(s.server.channel().await);
+    assert_status(
+        admin
+            .flush(with_token(FlushRequest {}, Some(&read_all)))
+            .await,
+        Code::PermissionDenied,
+        "needs an admin token",
+    );
+    assert_status(
+        admin
+            .create_token(with_token(
+                CreateTokenRequest {
+                    name: "escalate".into(),
+                    role: "admin".into(),
+                    tenant_id: None,
+                },
+                Some(&read_acme),
+            ))
+            .await,
+        Code::PermissionDenied,
+        "needs an admin token",
+    );
+    // DDL (views arrive with issue 7) is refused for a read token too.
+    assert!(
+        s.scalar(Some(&read_acme), "CREATE VIEW mine AS SELECT * FROM events")
+            .await
+            .is_err()
+    );
+
+    // A scoped token sees its tenant only, whatever the SQL says.
+    // acme has 3 events; beta 2; unscoped readers see 5.
+    let scoped = [
+        (count, "3"),
+        ("SELECT count(*) FROM events WHERE tenant_id = 'beta'", "0"),
+        (
+            "SELECT count(*) FROM (SELECT event_id FROM events WHERE tenant_id = 'beta' \
+             UNION ALL SELECT event_id FROM events) t",
+            "3",
+        ),
+        (
+            "SELECT count(*) FROM events WHERE tenant_id IN \
+             (SELECT tenant_id FROM events WHERE tenant_id <> 'acme')",
+            "0",
+        ),
+        (
+            "WITH b AS (SELECT * FROM events WHERE tenant_id = 'beta') SELECT count(*) FROM b",
+            "0",
+        ),
+        (
+            "SELECT count(*) FROM events a JOIN events b ON a.channel = b.channel \
+             WHERE b.tenant_id = 'beta'",
+            "0",
+        ),
+        ("SELECT count(DISTINCT tenant_id) FROM conversations", "1"),
+        ("SELECT min(tenant_id) FROM conversations", "acme"),
+    ];
+    for (sql, want) in scoped {
+        let got = s
+            .scalar(Some(&read_acme), sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got, want, "{sql}");
+    }
+    assert_eq!(
+        s.scalar(Some(&read_all), count).await.ok().as_deref(),
+        Some("5")
+    );
+    // information_schema lists the same tables, and no rows of any tenant.
+    let tables = s
+        .scalar(
+            Some(&read_acme),
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tables, "1");
+
+    // A scoped ingest token: its tenant's events are accepted, another
+    // tenant's are rejected per event, on tenant_id, and never stored.
+    let (accepted, rejected) = s
+        .write(
+            Some(&ingest_acme),
+            vec![event("acme", "a4", "chat"), event("beta", "b3", "chat")],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accepted, 1);
+    assert_eq!(
+        rejected,
+        ["tenant_id: this token may only write tenant \"acme\", not \"beta\""]
+    );
+    assert_eq!(
+        s.scalar(
+            Some(ADMIN),
+            "SELECT count(*) FROM events WHERE tenant_id = 'beta'"
+        )
+        .await
+        .ok()
+        .as_deref(),
+        Some("2")
+    );
+
+    // Revocation: the next request fails.
+    assert_eq!(
+        s.scalar(Some(&read_acme), count).await.ok().as_deref(),
+        Some("4")
+    );
+    let revoked = admin
+        .revoke_token(with_token(
+            RevokeTokenRequest {
+                id: read_acme_id.clone(),
+            },
+            Some(ADMIN),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert!(revoked.revoked);
+    assert_status(
+        s.scalar(Some(&read_acme), count).await,
+        Code::Unauthenticated,
+        "was revoked",
+    );
+
+    // The catalog lists tokens without their secrets; revoked ones marked.
+    let list = admin
+        .list_tokens(with_token(ListRequest::default(), Some(ADMIN)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(list.tokens.len(), 3);
+    let listed = list
+        .tokens
+        .iter()
+        .find(|t| t.id == read_acme_id)
+        .unwrap_or_else(|| panic!("revoked token not listed"));
+    assert!(listed.revoked_at_us.is_some());
+    assert!(!format!("{list:?}").contains(&read_acme[read_acme.len() - 64..]));
+}
+
+#[tokio::test]
+async fn http_pgwire_and_flight_sql_enforce_tokens() {
+    let s = Secured::start().await;
+    let (ingest_acme, _) = s.create("acme-webhook", "ingest", Some("acme")).await;
+    let (read_acme, read_acme_id) = s.create("acme-bi", "read", Some("acme")).await;
+    s.write(
+        Some(ADMIN),
+        vec![
+            event("acme", "a1", "chat"),
+            event("acme", "a2", "email"),
+            event("beta", "b1", "chat"),
+        ],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    // --- HTTP
+    let http = reqwest::Client::new();
+    let events_url = format!("{}/v1/events", s.server.http);
+    let line = |tenant: &str, id: &str| {
+        format!(
+            r#"{{"tenant_id":"{tenant}","event_id":"{id}","event_time":"2026-01-01T00:00:01Z","event_type":"conversation.created","conversation_id":"c-{id}","channel":"chat"}}"#
+        )
+    };
+    let post = |token: Option<&str>, body: String| {
+        let mut r = http.post(&events_url).body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let r = post(None, line("acme", "h1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    let body: serde_json::Value = r.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing token")),
+        "{body}"
+    );
+    let r = post(Some("wrong"), line("acme", "h1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 401);
+    let r = post(Some(&read_acme), line("acme", "h1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("a read token cannot write events")),
+        "{body}"
+    );
+    // Another tenant's line is rejected on tenant_id; the own tenant's kept.
+    let r = post(
+        Some(&ingest_acme),
+        format!("{}\n{}\n", line("acme", "h1"), line("beta", "h2")),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["rejected"][0]["line"], 2, "{body}");
+    assert_eq!(body["rejected"][0]["field"], "tenant_id", "{body}");
+    let r = http
+        .post(format!("{}/v1/flush", s.server.http))
+        .bearer_auth(&ingest_acme)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("{}/metrics", s.server.http))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{}/healthz", s.server.http))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 200, "health checks need no token");
+
+    // --- PostgreSQL: the password is the token.
+    let (host, port) = s
+        .server
+        .pg
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("bad pg address"));
+    let port: u16 = port.parse().unwrap_or_else(|e| panic!("{e}"));
+    let pg = |password: &str| {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(host)
+            .port(port)
+            .user("analyst")
+            .password(password)
+            .dbname("cxdb");
+        async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        }
+    };
+    let err = pg("wrong")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    let acme = pg(&read_acme).await.unwrap_or_else(|e| panic!("{e}"));
+    // acme: a1, a2 and h1 (HTTP above).
+    let row = acme
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(row.get::<_, i64>(0), 3);
+    // A prepared statement asking for another tenant finds nothing.
+    let stmt = acme
+        .prepare("SELECT count(*) FROM events WHERE tenant_id = $1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let row = acme
+        .query_one(&stmt, &[&"beta"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(row.get::<_, i64>(0), 0);
+    // COPY … TO STDOUT is scoped too: 3 rows.
+    let copy = acme
+        .copy_out("COPY (SELECT event_id FROM events) TO STDOUT")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let data: Vec<bytes::Bytes> = copy
+        .map(|c| c.unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+        .await;
+    let text: String = data
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(!text.contains('b'), "{text}");
+
+    let ingest = pg(&ingest_acme).await.unwrap_or_else(|e| panic!("{e}"));
+    let err = ingest
+        .query_one("SELECT 1", &[])
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("an ingest token ran a query"));
+    assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+
+    // --- Flight SQL: Basic handshake and bearer header.
+    let mut flight = FlightSqlServiceClient::new(s.server.channel().await);
+    // arrow-flight's client wraps a failed handshake in an Arrow error.
+    let err = flight
+        .handshake("analyst", "wrong")
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("accepted"))
+        .to_string();
+    assert!(err.contains("invalid token"), "{err}");
+    flight
+        .handshake("analyst", &read_acme)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let info = flight
+        .execute("SELECT count(*) FROM events".into(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(strings(&fetch(&mut flight, info).await, 0), ["3"]);
+    let mut flight_ingest = FlightSqlServiceClient::new(s.server.channel().await);
+    flight_ingest.set_token(ingest_acme.clone());
+    let err = status(
+        flight_ingest
+            .execute("SELECT 1".into(), None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("an ingest token ran a query")),
+    );
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+
+    // Revoking the token closes it on the open PostgreSQL connection and
+    // for Flight SQL at the next request.
+    let mut admin = AdminServiceClient::new(s.server.channel().await);
+    admin
+        .revoke_token(with_token(
+            RevokeTokenRequest { id: read_acme_id },
+            Some(ADMIN),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = acme
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a revoked token still queries"));
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{err}"
+    );
+    let err = status(
+        flight
+            .execute("SELECT 1".into(), None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a revoked token still queries")),
+    );
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn token_cli_creates_lists_and_revokes() {
+    let s = Secured::start().await;
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cxdb"))
+            .arg("token")
+            .args(["--addr", &s.server.grpc, "--token", ADMIN])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, token, err) = cli(&[
+        "create", "--name", "looker", "--role", "read", "--tenant", "acme",
+    ]);
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("cxdb_"), "{token}");
+    assert!(err.contains("read token") && err.contains("acme"), "{err}");
+    let id = token[5..17].to_string();
+    // The new token works.
+    assert_eq!(
+        s.scalar(Some(&token), "SELECT count(*) FROM events")
+            .await
+            .ok()
+            .as_deref(),
+        Some("0")
+    );
+    let (ok, list, err) = cli(&["list"]);
+    assert!(ok, "{err}");
+    assert!(
+        list.contains(&id) && list.contains("looker") && list.contains("active"),
+        "{list}"
+    );
+    let (ok, out, err) = cli(&["revoke", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("revoked {id}"));
+    let (_, list, _) = cli(&["list"]);
+    assert!(list.contains("revoked"), "{list}");
+    assert!(s.scalar(Some(&token), "SELECT 1").await.is_err());
+    // An unknown id is refused by the server, naming it.
+    let (ok, _, err) = cli(&["revoke", "000000000000"]);
+    assert!(!ok);
+    assert!(
+        err.contains("NotFound") && err.contains("000000000000"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn auth_none_is_refused_off_loopback() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_cxdb"))
+        .args([
+            "serve",
+            "--grpc-addr",
+            "0.0.0.0:0",
+            "--pg-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--http-addr", "127.0.0.1:0", "--auth", "none"])
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to start without authentication")
+            && err.contains("--grpc-addr 0.0.0.0:0")
+            && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+}
