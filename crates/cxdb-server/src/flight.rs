@@ -236,7 +236,7 @@ pub(crate) async fn ingest_events(
                         .record_rejected(Protocol::Flight, batch.num_rows());
                     Status::invalid_argument(e.to_string())
                 })?;
-                state.check_rows(events.len())?;
+                state.admit_events(&principal, events.len())?;
                 let out = state
                     .storage
                     .write(events, AppState::write_options(&principal, false))
@@ -705,7 +705,7 @@ impl FlightSqlService for FlightSvc {
                     .record_rejected(Protocol::Flight, batch.num_rows());
                 Status::invalid_argument(e.to_string())
             })?;
-            self.state.check_rows(events.len())?;
+            self.state.admit_events(&principal, events.len())?;
             let out = self
                 .state
                 .storage

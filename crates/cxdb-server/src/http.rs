@@ -180,7 +180,7 @@ async fn post_events(
             "the body holds no events (NDJSON: one JSON object per line)".into(),
         ));
     }
-    app.check_rows(events.len() + parse_errors.len())?;
+    app.admit_events(&principal, events.len() + parse_errors.len())?;
     app.metrics
         .record_rejected(Protocol::Http, parse_errors.len());
 

@@ -128,16 +128,19 @@ impl AppState {
     /// principal's token (callers without one, `--auth none` and the
     /// bootstrap admin token, share a bucket). Refused: kind
     /// `ResourceExhausted`, HTTP 429 with `Retry-After`.
-    #[allow(
-        dead_code,
-        reason = "until the ingest handlers call it after authorizing (issue 6)"
-    )]
-    pub(crate) fn check_rate(&self, principal: &Principal, n: usize) -> Result<()> {
+    fn check_rate(&self, principal: &Principal, n: usize) -> Result<()> {
         self.rate_limiter
             .check(principal.token.as_deref().unwrap_or_default(), n)
     }
 
-    pub(crate) fn check_rows(&self, n: usize) -> Result<()> {
+    /// The limits on one write request of `n` events by `principal`: rows
+    /// per request, then the token's events per second.
+    pub(crate) fn admit_events(&self, principal: &Principal, n: usize) -> Result<()> {
+        self.check_rows(n)?;
+        self.check_rate(principal, n)
+    }
+
+    fn check_rows(&self, n: usize) -> Result<()> {
         if n > self.max_rows_per_request {
             return Err(Error::PayloadTooLarge(format!(
                 "{n} events in one request; the limit is {} (split the batch)",

@@ -624,3 +624,64 @@ async fn auth_none_is_refused_off_loopback() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn events_per_second_are_limited_per_token() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let server = TestServer::start_in(
+        tmp.path(),
+        &[
+            "--auth",
+            "token",
+            "--admin-token",
+            ADMIN,
+            "--max-events-per-second",
+            "10",
+        ],
+    )
+    .await;
+    let s = Secured { server, _tmp: tmp };
+    let (a, _) = s.create("writer-a", "ingest", None).await;
+    let (b, _) = s.create("writer-b", "ingest", None).await;
+    let batch = |prefix: &str| -> Vec<_> {
+        (0..10)
+            .map(|i| event("acme", &format!("{prefix}{i}"), "chat"))
+            .collect()
+    };
+    // A full second's worth passes; the next one right after is refused
+    // (it would pass only after the bucket refilled for a second).
+    let (accepted, _) = s
+        .write(Some(&a), batch("a"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accepted, 10);
+    assert_status(
+        s.write(Some(&a), batch("x")).await,
+        Code::ResourceExhausted,
+        "retry in",
+    );
+    // HTTP says 429 with Retry-After; nothing of the refused body is stored.
+    let line = r#"{"tenant_id":"acme","event_id":"h1","event_time":"2026-01-01T00:00:01Z","event_type":"conversation.created","conversation_id":"c-h1","channel":"chat"}"#;
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/events", s.server.http))
+        .bearer_auth(&a)
+        .body(line)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    // Another token has its own bucket.
+    let (accepted, _) = s
+        .write(Some(&b), batch("b"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(accepted, 10);
+    assert_eq!(
+        s.scalar(Some(ADMIN), "SELECT count(*) FROM events")
+            .await
+            .ok()
+            .as_deref(),
+        Some("20")
+    );
+}

@@ -27,7 +27,7 @@ impl IngestSvc {
         resp: &mut WriteResponse,
     ) -> Result<usize, Status> {
         let n = req.events.len();
-        self.state.check_rows(n)?;
+        self.state.admit_events(principal, n)?;
         let events = req.events.into_iter().map(event_from_proto).collect();
         let out = self
             .state

@@ -15,8 +15,8 @@ pub(crate) struct LimitArgs {
     #[arg(long, env = "CXDB_QUERY_MEMORY", value_parser = parse_bytes)]
     pub(crate) query_memory: Option<u64>,
 
-    /// Wall-clock limit of one query, from its first result request to its
-    /// last row: seconds, or with a unit (500ms, 30s, 5m, 1h); 0 = none.
+    /// Wall-clock limit of one query, from when it gets its slot to its last
+    /// row: seconds, or with a unit (500ms, 30s, 5m, 1h); 0 = none.
     #[arg(long, env = "CXDB_QUERY_TIMEOUT", default_value = "300s", value_parser = parse_duration)]
     pub(crate) query_timeout: Duration,
 
