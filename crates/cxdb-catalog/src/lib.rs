@@ -14,6 +14,7 @@ mod error;
 mod manifest;
 mod sla;
 mod token;
+mod view;
 mod vocab;
 
 pub use calendar::{BusinessCalendar, DAY_NAMES, OpenInterval, WeeklyHours};
@@ -22,3 +23,4 @@ pub use error::{Error, Result};
 pub use manifest::{FileMeta, Manifest, PendingDelete};
 pub use sla::SlaPolicy;
 pub use token::{NewToken, Role, TokenRecord, parse_token, sha256_hex};
+pub use view::{ViewRecord, check_view_name, view_visible};

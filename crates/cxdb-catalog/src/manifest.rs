@@ -8,6 +8,7 @@ use crate::calendar::BusinessCalendar;
 use crate::error::{Error, Result};
 use crate::sla::SlaPolicy;
 use crate::token::TokenRecord;
+use crate::view::ViewRecord;
 
 /// One Parquet file of the `events` lake, holding one tenant/day partition's rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,9 +59,40 @@ pub struct Manifest {
     /// API tokens (hashed secrets), revoked ones included.
     #[serde(default)]
     pub tokens: Vec<TokenRecord>,
+    /// Custom views (SQL `CREATE VIEW`, `--views-dir`).
+    #[serde(default)]
+    pub views: Vec<ViewRecord>,
 }
 
 impl Manifest {
+    /// The custom view `name` of `tenant` (`None`: the global one).
+    pub fn view(&self, tenant: Option<&str>, name: &str) -> Option<&ViewRecord> {
+        self.views
+            .iter()
+            .find(|v| v.name == name && v.tenant_id.as_deref() == tenant)
+    }
+
+    /// Adds or replaces (same tenant and name) a custom view; the caller has
+    /// checked the name and planned the definition.
+    pub fn upsert_view(&mut self, view: ViewRecord) {
+        match self
+            .views
+            .iter_mut()
+            .find(|v| v.name == view.name && v.tenant_id == view.tenant_id)
+        {
+            Some(slot) => *slot = view,
+            None => self.views.push(view),
+        }
+    }
+
+    /// Removes a custom view; false when there was none.
+    pub fn drop_view(&mut self, tenant: Option<&str>, name: &str) -> bool {
+        let before = self.views.len();
+        self.views
+            .retain(|v| !(v.name == name && v.tenant_id.as_deref() == tenant));
+        self.views.len() != before
+    }
+
     pub fn token(&self, id: &str) -> Option<&TokenRecord> {
         self.tokens.iter().find(|t| t.id == id)
     }

@@ -69,6 +69,11 @@ impl Role {
         matches!(self, Role::Analyst | Role::Admin)
     }
 
+    /// `COPY … TO 'file'` and `cxdb export` (audited exports).
+    pub fn can_export(self) -> bool {
+        matches!(self, Role::Analyst | Role::Admin)
+    }
+
     pub fn is_admin(self) -> bool {
         self == Role::Admin
     }

@@ -15,7 +15,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::StreamExt;
 
-use crate::{Error, QueryEngine, Result};
+use crate::custom_views::{self, ViewChange};
+use crate::{Error, QueryEngine, Result, export};
 use cxdb_storage::catalog::Role;
 
 /// Who runs a request: an authenticated token's role and scope.
@@ -28,16 +29,32 @@ pub struct Principal {
     /// The public id of the token (rate limits, audit); `None` for
     /// `--auth none` and the bootstrap `--admin-token`.
     pub token: Option<String>,
+    /// No token was checked (`--auth none`): the audit log names such a
+    /// caller "anonymous", the bootstrap `--admin-token` "admin".
+    pub anonymous: bool,
+    /// The protocol the request came by (`pgwire`, `grpc`, `flight-sql`),
+    /// set by each protocol with [`Principal::via`], for the audit log.
+    pub protocol: &'static str,
 }
 
 impl Principal {
-    /// An unscoped admin: every request under `--auth none`, and the
-    /// bootstrap `--admin-token`.
+    /// An unscoped admin: the bootstrap `--admin-token`.
     pub fn unscoped() -> Self {
         Self {
             tenant: None,
             role: Role::Admin,
             token: None,
+            anonymous: false,
+            protocol: "embedded",
+        }
+    }
+
+    /// Every request under `--auth none`: an unscoped admin nobody vouched
+    /// for.
+    pub fn anonymous() -> Self {
+        Self {
+            anonymous: true,
+            ..Self::unscoped()
         }
     }
 
@@ -47,6 +64,22 @@ impl Principal {
             tenant,
             role,
             token,
+            ..Self::unscoped()
+        }
+    }
+
+    /// The same principal, arriving by `protocol`.
+    pub fn via(self, protocol: &'static str) -> Self {
+        Self { protocol, ..self }
+    }
+
+    /// Who the audit log names: the token id, "admin" (the bootstrap
+    /// `--admin-token`) or "anonymous" (`--auth none`).
+    pub fn who(&self) -> &str {
+        match (&self.token, self.anonymous) {
+            (Some(id), _) => id,
+            (None, true) => "anonymous",
+            (None, false) => "admin",
         }
     }
 }
@@ -97,7 +130,9 @@ pub struct CatalogListing {
 
 #[async_trait]
 pub trait QueryExecutor: Send + Sync + std::fmt::Debug {
-    /// Plans and starts `sql`; results stream batch by batch.
+    /// Plans and starts `sql`; results stream batch by batch. `COPY (query)
+    /// TO 'file'` is an export (export.rs): it runs to its end and answers
+    /// one row, the rows written and the path.
     async fn execute(&self, principal: &Principal, sql: &str) -> Result<SendableRecordBatchStream>;
 
     /// Plans `sql` (under the same read-only rule as `execute`) without
@@ -122,6 +157,11 @@ pub trait QueryExecutor: Send + Sync + std::fmt::Debug {
 
     async fn explain(&self, principal: &Principal, sql: &str) -> Result<ExplainOutput>;
 
+    /// Runs a statement that changes something and returns no rows (Flight
+    /// SQL's update): `CREATE [OR REPLACE] VIEW`, `DROP VIEW`. A query is
+    /// refused, naming the right entry point.
+    async fn execute_update(&self, principal: &Principal, sql: &str) -> Result<ViewChange>;
+
     /// Every catalog, schema and table (with its Arrow schema) `principal`
     /// can query.
     async fn catalog(&self, principal: &Principal) -> Result<CatalogListing>;
@@ -142,11 +182,35 @@ impl QueryEngine {
         principal: &Principal,
         sql: &str,
     ) -> Result<(SessionContext, LogicalPlan)> {
+        self.plan_statement(principal, sql, true)
+            .await
+            .map(|(ctx, plan, _)| (ctx, plan))
+    }
+
+    /// Plans `sql`; a view statement (`CREATE VIEW`, `DROP VIEW`) is
+    /// applied to the catalog when `apply` (execution) or only checked
+    /// (prepare, explain), and yields an empty plan. The flag says whether
+    /// it was one.
+    async fn plan_statement(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        apply: bool,
+    ) -> Result<(SessionContext, LogicalPlan, Option<ViewChange>)> {
         may_query(principal)?;
         let ctx = self.session(principal.tenant.as_deref())?;
         let plan = ctx.state().create_logical_plan(sql).await?;
+        if custom_views::is_view_ddl(&plan) {
+            let change = if apply {
+                custom_views::apply(self, principal, &ctx, &plan, None).await?
+            } else {
+                custom_views::may_manage_views(principal)?;
+                ViewChange::Unchanged
+            };
+            return Ok((ctx, custom_views::empty_plan(), Some(change)));
+        }
         sql_options().verify_plan(&plan)?;
-        Ok((ctx, plan))
+        Ok((ctx, plan, None))
     }
 }
 
@@ -182,7 +246,7 @@ fn may_query(principal: &Principal) -> Result<()> {
 
 /// The statement's parameters in position order: `$2` before `$10`; named
 /// ones (`$name`) after the numbered ones.
-fn parameters(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>> {
+pub(crate) fn parameters(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>> {
     let mut params: Vec<_> = plan.get_parameter_types()?.into_iter().collect();
     params.sort_by_key(|(id, _)| {
         let n = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok());
@@ -193,7 +257,7 @@ fn parameters(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>> {
 
 /// Casts each bound value to its parameter's inferred type (drivers bind an
 /// Int64 where a column is Int32, a string where a timestamp is expected).
-fn bind(
+pub(crate) fn bind(
     parameters: &[(String, Option<DataType>)],
     values: Vec<ScalarValue>,
 ) -> Result<Vec<ScalarValue>> {
@@ -224,6 +288,9 @@ fn bind(
 #[async_trait]
 impl QueryExecutor for QueryEngine {
     async fn execute(&self, principal: &Principal, sql: &str) -> Result<SendableRecordBatchStream> {
+        if let Some(copy) = export::copy_statement(sql)? {
+            return self.copy_to_file(principal, &copy, Vec::new()).await;
+        }
         let (ctx, plan) = self.plan(principal, sql).await?;
         let df = ctx.execute_logical_plan(plan).await?;
         Ok(keep_session(ctx, df.execute_stream().await?))
@@ -235,7 +302,10 @@ impl QueryExecutor for QueryEngine {
         sql: &str,
         params: Vec<ScalarValue>,
     ) -> Result<StatementInfo> {
-        let (_, plan) = self.plan(principal, sql).await?;
+        if let Some(copy) = export::copy_statement(sql)? {
+            return self.describe_copy(principal, &copy).await;
+        }
+        let (_, plan, _) = self.plan_statement(principal, sql, false).await?;
         let parameters = parameters(&plan)?;
         let plan = if params.is_empty() {
             plan
@@ -254,6 +324,9 @@ impl QueryExecutor for QueryEngine {
         sql: &str,
         params: Vec<ScalarValue>,
     ) -> Result<SendableRecordBatchStream> {
+        if let Some(copy) = export::copy_statement(sql)? {
+            return self.copy_to_file(principal, &copy, params).await;
+        }
         let (ctx, plan) = self.plan(principal, sql).await?;
         let params = bind(&parameters(&plan)?, params)?;
         let plan = plan.with_param_values(params)?;
@@ -308,8 +381,25 @@ impl QueryExecutor for QueryEngine {
         Ok(listing)
     }
 
+    async fn execute_update(&self, principal: &Principal, sql: &str) -> Result<ViewChange> {
+        if export::copy_statement(sql)?.is_some() {
+            return plan_err!(
+                "COPY … TO 'file' answers one row (rows, path): run it as a query, not as an \
+                 update"
+            )
+            .map_err(Into::into);
+        }
+        match self.plan_statement(principal, sql, true).await? {
+            (_, _, Some(change)) => Ok(change),
+            (_, _, None) => {
+                plan_err!("this statement returns rows: run it as a query, not as an update")
+                    .map_err(Into::into)
+            }
+        }
+    }
+
     async fn explain(&self, principal: &Principal, sql: &str) -> Result<ExplainOutput> {
-        let (ctx, plan) = self.plan(principal, sql).await?;
+        let (ctx, plan, _) = self.plan_statement(principal, sql, false).await?;
         let df = ctx.execute_logical_plan(plan).await?;
         let logical = df.logical_plan().display_indent().to_string();
         let physical = crate::limits::unguarded(df.create_physical_plan().await?);

@@ -5,10 +5,13 @@
 //! Every protocol runs its SQL through [`QueryEngine`], under one set of
 //! [`QueryLimits`] (memory, time, result rows, concurrency; `limits.rs`).
 
+mod audit;
 mod config_tables;
+mod custom_views;
 mod error;
 mod events_table;
 mod executor;
+mod export;
 pub mod functions;
 mod limits;
 pub mod pruning;
@@ -22,13 +25,16 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use audit::{AuditLog, AuditRecord};
 pub use config_tables::{ConfigKind, ConfigTable};
+pub use custom_views::{ViewChange, ViewFileError};
 pub use error::{Error, Result};
 pub use events_table::{EventsTable, LAKE_URL};
 pub use executor::{
     CatalogListing, ExplainOutput, Principal, QueryExecutor, SharedExecutor, StatementInfo,
     TableInfo,
 };
+pub use export::{ClientExport, may_export};
 pub use limits::{LimitExceeded, QueryLimits, default_query_memory};
 pub use views::{PREDEFINED_VIEWS, PredefinedView};
 
@@ -42,6 +48,8 @@ pub struct QueryEngine {
     /// object store is registered once.
     runtime: Arc<RuntimeEnv>,
     guard: Arc<limits::Guard>,
+    /// Where `COPY … TO 'file'` may write, and the audit log of exports.
+    exports: Arc<export::Exports>,
 }
 
 impl QueryEngine {
@@ -56,11 +64,30 @@ impl QueryEngine {
         let runtime = runtime.build_arc()?;
         let url = url::Url::parse(LAKE_URL).map_err(|e| Error::Internal(e.to_string()))?;
         runtime.register_object_store(&url, Arc::clone(&storage.lake().store));
+        let audit = AuditLog::open(storage.config().data_dir.join("audit"))?;
         Ok(Self {
             storage,
             runtime,
             guard,
+            exports: Arc::new(export::Exports {
+                location: None,
+                audit,
+            }),
         })
+    }
+
+    /// Allows `COPY … TO 'file'` into `location` (`--export-dir`): a local
+    /// directory (created if missing) or an object store URL prefix.
+    pub fn with_export_location(mut self, location: &str) -> Result<Self> {
+        let (location, store) = export::ExportLocation::open(location)?;
+        let url =
+            url::Url::parse(export::EXPORT_URL).map_err(|e| Error::Internal(e.to_string()))?;
+        self.runtime.register_object_store(&url, store);
+        self.exports = Arc::new(export::Exports {
+            location: Some(location),
+            audit: self.exports.audit.clone(),
+        });
+        Ok(self)
     }
 
     pub fn storage(&self) -> &Arc<Storage> {
@@ -84,11 +111,24 @@ impl QueryEngine {
         // Before anything that plans SQL (views) can refer to them.
         let snapshot = functions::CatalogSnapshot::new(&self.storage.manifest(), scope);
         functions::register_all(&ctx, Arc::new(snapshot));
-        views::install(&ctx)?;
+        views::install(
+            &ctx,
+            Some(views::CustomViews {
+                storage: Arc::clone(&self.storage),
+                scope: scope.map(str::to_string),
+            }),
+        )?;
         let scope = scope.map(str::to_string);
         ctx.register_table(
             "events",
             Arc::new(EventsTable::new(Arc::clone(&self.storage), scope.clone())),
+        )?;
+        ctx.register_table(
+            "audit_log",
+            Arc::new(audit::AuditTable::new(
+                self.exports.audit.clone(),
+                scope.clone(),
+            )),
         )?;
         for kind in [ConfigKind::BusinessCalendars, ConfigKind::SlaPolicies] {
             ctx.register_table(

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use async_trait::async_trait;
+use cxdb_storage::Storage;
+use cxdb_storage::catalog::{ViewRecord, view_visible};
 use datafusion::catalog::memory::MemorySchemaProvider;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{SchemaProvider, TableProvider};
@@ -87,6 +89,9 @@ static PARSED: LazyLock<Vec<Result<Statement, String>>> = LazyLock::new(|| {
 
 type StateFn = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;
 
+/// A view planned in a session, with the definition it was planned from.
+type PlannedView = (Arc<str>, Arc<dyn TableProvider>);
+
 /// A session's default schema: its tables (`events`, configuration tables,
 /// anything registered later) and, under them, the predefined views.
 pub(crate) struct ViewSchema {
@@ -94,7 +99,42 @@ pub(crate) struct ViewSchema {
     /// The session's current state (a weak reference: the state owns this
     /// schema, so a strong one would be a cycle).
     state: OnceLock<StateFn>,
-    planned: Mutex<HashMap<&'static str, Arc<dyn TableProvider>>>,
+    /// Views planned in this session, by name, with the definition they were
+    /// planned from (a custom view replaced meanwhile is planned again).
+    planned: Mutex<HashMap<String, PlannedView>>,
+    /// The custom views this session sees, read from the catalog at each
+    /// lookup so that a long-lived session (pgwire) sees views created after
+    /// it started.
+    custom: Option<CustomViews>,
+}
+
+/// Where a session finds its custom views.
+#[derive(Debug, Clone)]
+pub(crate) struct CustomViews {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) scope: Option<String>,
+}
+
+impl CustomViews {
+    /// The visible view `name`: the session's tenant's, else a global one.
+    fn find(&self, name: &str) -> Option<ViewRecord> {
+        let manifest = self.storage.manifest();
+        manifest
+            .views
+            .iter()
+            .find(|v| v.name == name && view_visible(v, self.scope.as_deref()))
+            .cloned()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let manifest = self.storage.manifest();
+        manifest
+            .views
+            .iter()
+            .filter(|v| view_visible(v, self.scope.as_deref()))
+            .map(|v| v.name.clone())
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for ViewSchema {
@@ -106,11 +146,12 @@ impl std::fmt::Debug for ViewSchema {
 }
 
 impl ViewSchema {
-    fn new() -> Self {
+    fn new(custom: Option<CustomViews>) -> Self {
         Self {
             tables: MemorySchemaProvider::new(),
             state: OnceLock::new(),
             planned: Mutex::new(HashMap::new()),
+            custom,
         }
     }
 
@@ -134,28 +175,56 @@ impl ViewSchema {
         let statement = PARSED[index]
             .as_ref()
             .map_err(|e| context(DataFusionError::Plan(e.clone())))?;
-        let state = self
-            .state
-            .get()
-            .and_then(|state| state())
-            .ok_or_else(|| context(DataFusionError::Internal("session is gone".into())))?;
+        let state = self.session_state().map_err(context)?;
         let plan = state
             .statement_to_plan(statement.clone())
             .await
             .map_err(context)?;
-        let LogicalPlan::Ddl(DdlStatement::CreateView(create)) = plan else {
-            return Err(context(DataFusionError::Plan(
-                "the file must hold a CREATE VIEW statement".into(),
-            )));
-        };
-        let input = Arc::unwrap_or_clone(create.input);
-        Ok(Arc::new(ViewTable::new(input, create.definition)))
+        view_table(plan).map_err(context)
     }
+
+    fn session_state(&self) -> Result<SessionState> {
+        self.state
+            .get()
+            .and_then(|state| state())
+            .ok_or_else(|| DataFusionError::Internal("session is gone".into()))
+    }
+
+    /// Plans a custom view in this session: the session's tables, scope
+    /// and functions, whoever created it.
+    async fn plan_custom(&self, view: &ViewRecord) -> Result<Arc<dyn TableProvider>> {
+        let context = |e: DataFusionError| e.context(format!("custom view {}", view.name));
+        let state = self.session_state().map_err(context)?;
+        let plan = state
+            .create_logical_plan(&view.definition)
+            .await
+            .map_err(context)?;
+        view_table(plan).map_err(context)
+    }
+}
+
+/// The view a `CREATE VIEW` plan defines.
+fn view_table(plan: LogicalPlan) -> Result<Arc<dyn TableProvider>> {
+    let LogicalPlan::Ddl(DdlStatement::CreateView(create)) = plan else {
+        return Err(DataFusionError::Plan(
+            "a view's definition must be one CREATE VIEW statement".into(),
+        ));
+    };
+    let input = Arc::unwrap_or_clone(create.input);
+    Ok(Arc::new(ViewTable::new(input, create.definition)))
+}
+
+/// Whether `name` is a predefined view (which custom views may not shadow).
+pub(crate) fn is_predefined(name: &str) -> bool {
+    view_index(name).is_some()
 }
 
 /// Makes a [`ViewSchema`] the default schema of a fresh session, before
 /// any table is registered in it.
-pub(crate) fn install(ctx: &datafusion::prelude::SessionContext) -> Result<()> {
+pub(crate) fn install(
+    ctx: &datafusion::prelude::SessionContext,
+    custom: Option<CustomViews>,
+) -> Result<()> {
     let (catalog, schema_name) = {
         let state = ctx.state_ref();
         let state = state.read();
@@ -169,7 +238,7 @@ pub(crate) fn install(ctx: &datafusion::prelude::SessionContext) -> Result<()> {
         .catalog(&catalog)
         .ok_or_else(|| DataFusionError::Internal(format!("no catalog {catalog}")))?;
     ctx.register_udtf("journey_map", Arc::new(journey::JourneyMapFunction));
-    let schema = Arc::new(ViewSchema::new());
+    let schema = Arc::new(ViewSchema::new(custom));
     schema.attach(ctx);
     catalog.register_schema(&schema_name, schema)?;
     Ok(())
@@ -188,6 +257,13 @@ impl SchemaProvider for ViewSchema {
                 names.push(v.name.to_string());
             }
         }
+        if let Some(custom) = &self.custom {
+            for name in custom.names() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
         names
     }
 
@@ -195,18 +271,20 @@ impl SchemaProvider for ViewSchema {
         if let Some(table) = self.tables.table(name).await? {
             return Ok(Some(table));
         }
-        let Some(index) = view_index(name) else {
+        if let Some(index) = view_index(name) {
+            let predefined: Arc<str> = Arc::from("");
+            return self
+                .cached(name, &predefined, || self.plan(index))
+                .await
+                .map(Some);
+        }
+        let Some(view) = self.custom.as_ref().and_then(|c| c.find(name)) else {
             return Ok(None);
         };
-        let name = PREDEFINED_VIEWS[index].name;
-        if let Some(view) = self.planned().get(name) {
-            return Ok(Some(Arc::clone(view)));
-        }
-        // Not holding the lock while planning: a view's plan looks up the
-        // views it reads through this same schema.
-        let view = self.plan(index).await?;
-        self.planned().insert(name, Arc::clone(&view));
-        Ok(Some(view))
+        let definition: Arc<str> = Arc::from(view.definition.as_str());
+        self.cached(name, &definition, || self.plan_custom(&view))
+            .await
+            .map(Some)
     }
 
     fn register_table(
@@ -222,12 +300,40 @@ impl SchemaProvider for ViewSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.tables.table_exist(name) || view_index(name).is_some()
+        self.tables.table_exist(name)
+            || view_index(name).is_some()
+            || self.custom.as_ref().is_some_and(|c| c.find(name).is_some())
     }
 }
 
 impl ViewSchema {
-    fn planned(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Arc<dyn TableProvider>>> {
+    /// The view `name` planned from `definition`, planning it on first use.
+    async fn cached<F, Fut>(
+        &self,
+        name: &str,
+        definition: &Arc<str>,
+        plan: F,
+    ) -> Result<Arc<dyn TableProvider>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<dyn TableProvider>>>,
+    {
+        if let Some((planned_from, view)) = self.planned().get(name)
+            && planned_from == definition
+        {
+            return Ok(Arc::clone(view));
+        }
+        // Not holding the lock while planning: a view's plan looks up the
+        // views it reads through this same schema.
+        let view = plan().await?;
+        self.planned().insert(
+            name.to_string(),
+            (Arc::clone(definition), Arc::clone(&view)),
+        );
+        Ok(view)
+    }
+
+    fn planned(&self) -> std::sync::MutexGuard<'_, HashMap<String, PlannedView>> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.planned
             .lock()

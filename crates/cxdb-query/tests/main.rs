@@ -260,3 +260,73 @@ async fn configuration_tables_read_the_catalog() {
     assert_eq!(ints(&b, 2), vec![300]);
     assert_eq!(ints(&b, 3), vec![14_400]);
 }
+
+/// `COPY … TO 'file'` into an object store prefix (`memory://`), prepared
+/// with a parameter, run by a tenant-scoped analyst: its tenant's rows
+/// only, one answer row, one audit record.
+#[tokio::test]
+async fn copy_to_an_object_store_prefix_with_a_parameter() {
+    use cxdb_query::{Principal, QueryExecutor};
+    use cxdb_storage::catalog::Role;
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = storage(dir.path(), 1000).await;
+    s.write(
+        vec![
+            event("acme", "1", DAY0, "chat"),
+            event("acme", "2", DAY0, "email"),
+            event("beta", "3", DAY0, "chat"),
+        ],
+        WriteOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let engine = QueryEngine::new(s, QueryLimits::default())
+        .and_then(|e| e.with_export_location("memory:///exports"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let analyst = Principal::new(Role::Analyst, Some("acme".into()), Some("t1".into())).via("test");
+    let sql = "COPY (SELECT event_id FROM events WHERE channel = $1) TO 'q/chat.csv' (FORMAT csv)";
+    let info = engine
+        .prepare(&analyst, sql, Vec::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(info.parameters.len(), 1);
+    assert_eq!(info.schema.field(0).name(), "rows");
+    assert!(
+        engine.audit_log().records(None).is_empty(),
+        "prepare ran it"
+    );
+
+    let stream = engine
+        .execute_with_params(&analyst, sql, vec!["chat".into()])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let answer = datafusion::physical_plan::common::collect(stream)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ints(&answer, 0), vec![1]);
+    assert_eq!(strings(&answer, 1), vec!["memory:///exports/q/chat.csv"]);
+    let records = engine.audit_log().records(Some("acme"));
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (
+            records[0].who.as_str(),
+            records[0].protocol.as_str(),
+            records[0].rows
+        ),
+        ("t1", "test", 1)
+    );
+    assert!(engine.audit_log().records(Some("beta")).is_empty());
+
+    // A read token is refused before anything runs.
+    let reader = Principal::new(Role::Read, None, None);
+    let err = engine
+        .execute_with_params(&reader, sql, vec!["chat".into()])
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a read token exported"));
+    assert!(
+        matches!(err, cxdb_query::Error::PermissionDenied(_)),
+        "{err}"
+    );
+}

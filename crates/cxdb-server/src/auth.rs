@@ -96,7 +96,7 @@ impl Auth {
         token: Option<&str>,
     ) -> Result<Principal> {
         if self.mode == AuthMode::None {
-            return Ok(Principal::unscoped());
+            return Ok(Principal::anonymous());
         }
         let token = token
             .map(str::trim)
@@ -276,6 +276,7 @@ mod tests {
             .authenticate(&manifest, Some("bootstrap"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(admin, Principal::unscoped());
+        assert_eq!(admin.who(), "admin");
 
         // A wrong secret for a real id, garbage and nothing are all refused.
         let wrong = format!("cxdb_{}_{}", new.record.id, "0".repeat(64));
@@ -303,7 +304,8 @@ mod tests {
         let p = auth
             .authenticate(&Manifest::default(), Some("anything"))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p, Principal::unscoped());
+        assert_eq!(p, Principal::anonymous());
+        assert_eq!(p.who(), "anonymous");
         assert!(require(&p, Action::Admin).is_ok());
     }
 }

@@ -7,6 +7,7 @@
 //!  DoPut(CommandStatementIngest "events") ────► the same write, all or nothing per batch (ADBC)
 //!  GetFlightInfo(CommandStatementQuery) ──────► executor.prepare: schema; ticket = the SQL
 //!  DoGet(ticket) ─────────────────────────────► executor.execute_with_params, streamed batch by batch
+//!    with header x-cxdb-export (cxdb export) ─► the same, recorded in audit_log (export.rs)
 //!  CreatePreparedStatement ───────────────────► executor.prepare: handle, dataset + parameter schemas
 //!  DoPut(CommandPreparedStatementQuery) ──────► a new handle carrying the bound row
 //!  GetCatalogs / GetDbSchemas / GetTables ────► executor.catalog (what the principal may query)
@@ -22,6 +23,7 @@
 //! `ingested_at`), answering one `PutResult` per batch whose `app_metadata`
 //! is JSON `{"accepted": n, "duplicate": n, "rejected": [...]}`.
 
+mod export;
 mod handle;
 mod metadata;
 mod session;
@@ -90,7 +92,7 @@ impl FlightSvc {
     /// Authenticates a call; every Flight SQL entry point starts here.
     fn principal(&self, metadata: &MetadataMap) -> Result<Principal, Status> {
         let token = crate::auth::metadata_token(metadata)?;
-        Ok(self.state.authenticate(token.as_deref())?)
+        Ok(self.state.authenticate(token.as_deref())?.via("flight-sql"))
     }
 
     /// Runs a statement and streams its batches as DataFusion produces them.
@@ -98,6 +100,7 @@ impl FlightSvc {
         &self,
         principal: &Principal,
         stmt: Statement,
+        export: Option<cxdb_query::ClientExport>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
         let stmt = stmt.resolve(&self.bound);
         let values = stmt.values()?;
@@ -110,7 +113,16 @@ impl FlightSvc {
         self.state
             .metrics
             .record_query(started.elapsed(), result.is_ok());
-        Ok(Response::new(query_stream(result.map_err(Error::from)?)))
+        let batches = result.map_err(Error::from)?;
+        let batches = match &export {
+            // `cxdb export`: recorded in audit_log when the stream ends.
+            Some(export) => self
+                .state
+                .engine
+                .client_export(principal, &stmt.sql, export, batches),
+            None => batches,
+        };
+        Ok(Response::new(query_stream(batches)))
     }
 
     /// Plans `sql` with `params` bound for its schema; a failure counts as
@@ -138,14 +150,17 @@ impl FlightSvc {
             .map_err(Error::from)?)
     }
 
-    /// Statements that change something are not served over Flight SQL
-    /// yet; a query sent as an update is named as such.
-    async fn refuse_update(&self, principal: &Principal, sql: &str) -> Result<i64, Status> {
-        self.plan(principal, sql, Vec::new()).await?;
-        Err(Status::invalid_argument(
-            "this statement returns rows: run it as a query (CommandStatementQuery or a prepared \
-             statement's GetFlightInfo), not as an update",
-        ))
+    /// Statements that change something: view statements (`CREATE
+    /// VIEW`, `DROP VIEW`); 0 rows affected. A query sent as an update is
+    /// named as such.
+    async fn update(&self, principal: &Principal, sql: &str) -> Result<i64, Status> {
+        let started = Instant::now();
+        let result = self.state.executor.execute_update(principal, sql).await;
+        self.state
+            .metrics
+            .record_query(started.elapsed(), result.is_ok());
+        result.map_err(Error::from)?;
+        Ok(0)
     }
 }
 
@@ -288,6 +303,8 @@ impl FlightSqlService for FlightSvc {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let principal = self.principal(request.metadata())?;
+        // An export refused for its role is refused before it starts.
+        export::declared(&principal, request.metadata())?;
         let info = self.plan(&principal, &query.query, Vec::new()).await?;
         let ticket = TicketStatementQuery {
             statement_handle: Statement::query(query.query).encode(),
@@ -458,8 +475,9 @@ impl FlightSqlService for FlightSvc {
         request: Request<Ticket>,
     ) -> DoGetResult {
         let principal = self.principal(request.metadata())?;
+        let export = export::declared(&principal, request.metadata())?;
         let stmt = Statement::decode(&ticket.statement_handle, "statement ticket")?;
-        self.run(&principal, stmt).await
+        self.run(&principal, stmt, export).await
     }
 
     async fn do_get_prepared_statement(
@@ -472,7 +490,8 @@ impl FlightSqlService for FlightSvc {
             &query.prepared_statement_handle,
             "prepared statement handle",
         )?;
-        self.run(&principal, stmt).await
+        let export = export::declared(&principal, request.metadata())?;
+        self.run(&principal, stmt, export).await
     }
 
     async fn do_get_catalogs(
@@ -660,7 +679,7 @@ impl FlightSqlService for FlightSvc {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let principal = self.principal(request.metadata())?;
-        self.refuse_update(&principal, &command.query).await
+        self.update(&principal, &command.query).await
     }
 
     /// ADBC bulk ingest (`adbc_ingest("events", data, mode="append")`):
@@ -776,7 +795,7 @@ impl FlightSqlService for FlightSvc {
             &query.prepared_statement_handle,
             "prepared statement handle",
         )?;
-        self.refuse_update(&principal, &stmt.sql).await
+        self.update(&principal, &stmt.sql).await
     }
 
     async fn do_action_create_prepared_statement(

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub max_rows_per_request: usize,
     /// Where to write `{"grpc": "...", "pg": "...", "http": "..."}` once bound.
     pub ports_file: Option<PathBuf>,
+    /// `--views-dir`: `*.sql` files of `CREATE VIEW`, installed at start.
+    pub views_dir: Option<PathBuf>,
     /// `--auth` and `--admin-token`.
     pub auth: AuthConfig,
     /// One certificate for all three listeners; `None`: plain text.
@@ -71,6 +73,9 @@ pub struct ServerConfig {
     pub query_limits: QueryLimits,
     /// Events per second each token may write; `None`: unlimited.
     pub max_events_per_second: Option<u32>,
+    /// `--export-dir`: where `COPY … TO 'file'` may write (a local directory
+    /// or an object store URL prefix); `None`: COPY to a file is refused.
+    pub export_dir: Option<String>,
 }
 
 /// Shared by every protocol.
@@ -238,7 +243,10 @@ pub async fn run(
     };
 
     let storage = Storage::open(config.storage.clone()).await?;
-    let engine = QueryEngine::new(Arc::clone(&storage), config.query_limits.clone())?;
+    let mut engine = QueryEngine::new(Arc::clone(&storage), config.query_limits.clone())?;
+    if let Some(location) = &config.export_dir {
+        engine = engine.with_export_location(location)?;
+    }
     let app = Arc::new(AppState {
         storage: Arc::clone(&storage),
         // One engine (one memory pool, one set of query slots) for all.
@@ -258,6 +266,12 @@ pub async fn run(
         pg_tls,
         stopped(),
     ));
+    if let Some(dir) = &config.views_dir {
+        // A broken view is reported and left out; the server still starts.
+        for failed in app.engine.load_views_dir(dir).await? {
+            tracing::error!(file = %failed.file, error = %failed.error, "view not installed");
+        }
+    }
     on_ready(&storage);
     info!("ready");
 
@@ -307,7 +321,9 @@ pub async fn run(
                 .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            // Without TCP_NODELAY every small response (a Flight SQL
+            // GetFlightInfo, an ack) waits ~40 ms for a delayed ACK.
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             stopped(),
         );
     let grpc_result = grpc_server.await;

@@ -4,12 +4,13 @@
 //!
 //! ```text
 //!  startup ──► AppState::authenticate(password) ──► Principal ──► QueryEngine::session(tenant)
-//!                                                       │  + pg_catalog, version(), current_setting()
+//!                                                       │  + pg_catalog, version(), current_setting(), to_regtype()
 //!                                                       ▼
 //!  Query / Parse·Bind·Execute ──► handler ──► this connection's DfSessionService
 //!                                   │            hooks: cxdb (read-only guard, COPY TO STDOUT,
-//!                                   │            server_version, DISCARD, RESET), then
-//!                                   │            datafusion-postgres' cursor, SET/SHOW, BEGIN/COMMIT
+//!                                   │            server_version, DISCARD, RESET, savepoints,
+//!                                   │            DECLARE), then datafusion-postgres' FETCH/CLOSE,
+//!                                   │            SET/SHOW, BEGIN/COMMIT
 //!                                   └─ rows stop on CancelRequest or statement_timeout (57014)
 //!  every error ──► error.rs (SQLSTATE)
 //! ```
@@ -19,6 +20,7 @@
 
 mod connection;
 mod copy;
+mod cursor;
 mod error;
 mod functions;
 mod handler;

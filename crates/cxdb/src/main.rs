@@ -1,12 +1,14 @@
 //! `cxdb`: the command line of the customer-experience analytics database.
 //!
 //! `serve` runs the server; `sql` queries one; `demo` streams synthetic
-//! support traffic into one; `bench` measures. Every client subcommand
+//! support traffic into one; `import` loads files into one; `export` writes
+//! a query's result to a file; `bench` measures. Every client subcommand
 //! reaches the server with `--addr` (gRPC).
 
 mod bench;
 mod client;
 mod demo;
+mod export;
 mod import;
 mod serve;
 mod token;
@@ -51,6 +53,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Load Parquet, NDJSON or CSV files of events into a server.
     Import(import::ImportArgs),
+    /// Write a query's result to a Parquet, CSV or NDJSON file (audited; analyst or admin token).
+    Export(export::ExportArgs),
     /// Measure cxdb and print a markdown report.
     Bench(bench::BenchArgs),
     /// Create, list and revoke API tokens (needs an admin token).
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             Command::Sql(args) => client::sql(args).await,
             Command::Demo(args) => demo::run_remote(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Export(args) => export::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Token(args) => token::run(args).await,
         }

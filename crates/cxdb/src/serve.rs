@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CXDB_OBJECT_STORE")]
     pub(crate) object_store: Option<String>,
 
+    /// Where `COPY (query) TO 'file' (FORMAT parquet|csv|json)` may write (analyst and
+    /// admin tokens): a local directory (created if missing) or an object store URL prefix
+    /// (s3://bucket/exports). Without it, COPY to a file is refused.
+    #[arg(long, env = "CXDB_EXPORT_DIR")]
+    pub(crate) export_dir: Option<String>,
+
     /// Write `{"grpc": "...", "pg": "...", "http": "..."}` here once the listeners are bound.
     #[arg(long, env = "CXDB_PORTS_FILE")]
     pub(crate) ports_file: Option<PathBuf>,
@@ -97,6 +103,12 @@ pub(crate) struct ServeArgs {
     /// with: create the real tokens with it (`cxdb token create`).
     #[arg(long, env = "CXDB_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+
+    /// A directory of `*.sql` files, one `CREATE VIEW` each (views kept in
+    /// git), installed as global views at start; a broken file is logged
+    /// with its error and left out.
+    #[arg(long, env = "CXDB_VIEWS_DIR")]
+    pub(crate) views_dir: Option<PathBuf>,
 
     /// Allow `--auth none` on a non-loopback address (anyone who can reach
     /// the port is an admin).
@@ -168,6 +180,8 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             max_rows_per_request: self.max_rows_per_request,
             ports_file: self.ports_file.clone(),
+            export_dir: self.export_dir.clone(),
+            views_dir: self.views_dir.clone(),
             query_limits: self.limits.query_limits()?,
             max_events_per_second: self.limits.max_events_per_second.filter(|n| *n > 0),
             auth: self.auth_config()?,
@@ -235,6 +249,7 @@ const KNOWN_KEYS: &[&str] = &[
     "data-dir",
     "object-store",
     "ports-file",
+    "export-dir",
     "demo",
     "demo-backfill-days",
     "demo-seed",
@@ -253,6 +268,7 @@ const KNOWN_KEYS: &[&str] = &[
     "auth",
     "admin-token",
     "insecure-no-auth",
+    "views-dir",
     "log-filter",
     "log-format",
 ];

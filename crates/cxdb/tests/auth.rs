@@ -206,11 +206,11 @@ async fn grpc_tokens_roles_scopes_and_revocation() {
         Code::PermissionDenied,
         "needs an admin token",
     );
-    // DDL (views arrive with issue 7) is refused for a read token too.
-    assert!(
+    assert_status(
         s.scalar(Some(&read_acme), "CREATE VIEW mine AS SELECT * FROM events")
-            .await
-            .is_err()
+            .await,
+        Code::PermissionDenied,
+        "a read token cannot create or drop views",
     );
 
     // A scoped token sees its tenant only, whatever the SQL says.

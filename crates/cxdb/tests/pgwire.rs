@@ -420,7 +420,10 @@ async fn pgwire_bi_client_queries_over_both_protocols() {
     .into_iter()
     .filter_map(|r| r[0].clone())
     .collect();
-    assert_eq!(tables, ["business_calendars", "events", "sla_policies"]);
+    assert_eq!(
+        tables,
+        ["audit_log", "business_calendars", "events", "sla_policies"]
+    );
     let columns = simple(
         &c,
         "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute a \
@@ -491,10 +494,8 @@ async fn pgwire_errors_carry_sqlstates() {
             "CREATE TABLE t AS SELECT 1 AS x",
             SqlState::INSUFFICIENT_PRIVILEGE,
         ),
-        (
-            "CREATE VIEW v AS SELECT 1 AS x",
-            SqlState::INSUFFICIENT_PRIVILEGE,
-        ),
+        // Views are allowed (tests `views::*`); schemas are not.
+        ("CREATE SCHEMA extra", SqlState::INSUFFICIENT_PRIVILEGE),
         (
             "INSERT INTO events (tenant_id) VALUES ('x')",
             SqlState::INSUFFICIENT_PRIVILEGE,
@@ -821,4 +822,80 @@ async fn pgwire_catalog_oids_are_the_same_on_every_connection() {
     )
     .await;
     assert_eq!(columns, vec![vec![Some("31".to_string())]]);
+}
+
+/// What psycopg (and so SQLAlchemy) sends around a user's statements:
+/// savepoints inside a transaction, `to_regtype` to look a type up, and
+/// named cursors declared with parameters, then fetched in parts.
+#[tokio::test]
+async fn pgwire_savepoints_to_regtype_and_cursors_with_parameters() {
+    let s = TestServer::start().await;
+    ingest_sample(&s).await;
+    let c = connect(&s).await;
+    let run = |sql: &'static str| {
+        let c = &c;
+        async move {
+            c.simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        }
+    };
+
+    // ROLLBACK TO a savepoint leaves the failed state; the session goes on.
+    run("BEGIN; SAVEPOINT probe").await;
+    assert_eq!(
+        sqlstate(&c, "SELECT * FROM nope").await,
+        SqlState::UNDEFINED_TABLE
+    );
+    assert_eq!(
+        sqlstate(&c, "SELECT 1").await,
+        SqlState::IN_FAILED_SQL_TRANSACTION
+    );
+    run("ROLLBACK TO probe").await;
+    run("RELEASE probe").await;
+    assert_eq!(value(&c, "SELECT 2").await, "2");
+    run("BEGIN; SAVEPOINT again; SELECT 3; RELEASE SAVEPOINT again; ROLLBACK TO SAVEPOINT again; COMMIT").await;
+
+    assert_eq!(
+        simple(
+            &c,
+            "SELECT to_regtype('int4'), to_regtype('integer[]'), \
+             to_regtype('pg_catalog.timestamp with time zone'), to_regtype('hstore')"
+        )
+        .await,
+        vec![vec![
+            Some("23".to_string()),
+            Some("1007".to_string()),
+            Some("1184".to_string()),
+            None
+        ]]
+    );
+
+    // A cursor declared with a parameter (extended protocol: its type is
+    // described), then fetched in parts.
+    run("BEGIN").await;
+    let declare = c
+        .prepare(
+            "DECLARE acme_events CURSOR FOR \
+             SELECT event_id FROM events WHERE tenant_id = $1 ORDER BY event_id",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(declare.params(), &[Type::TEXT]);
+    c.execute(&declare, &[&"acme"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ids = |rows: Vec<Vec<Option<String>>>| -> Vec<String> {
+        rows.into_iter().filter_map(|r| r[0].clone()).collect()
+    };
+    assert_eq!(
+        ids(simple(&c, "FETCH 3 FROM acme_events").await),
+        ["a1", "a2", "a3"]
+    );
+    assert_eq!(ids(simple(&c, "FETCH ALL FROM acme_events").await), ["m1"]);
+    run("CLOSE acme_events; COMMIT").await;
+    // And over the simple protocol.
+    run("BEGIN; DECLARE g CURSOR FOR SELECT event_id FROM events WHERE tenant_id = 'globex'").await;
+    assert_eq!(ids(simple(&c, "FETCH ALL FROM g").await), ["g1"]);
+    run("COMMIT").await;
 }

@@ -26,7 +26,7 @@ impl QueryService for QuerySvc {
     type SqlStream = SqlStream;
 
     async fn sql(&self, request: Request<SqlRequest>) -> Result<Response<SqlStream>, Status> {
-        let principal = authorize(&self.state, &request, Action::Query)?;
+        let principal = authorize(&self.state, &request, Action::Query)?.via("grpc");
         let sql = request.into_inner().sql;
         let started = Instant::now();
         let result = self.state.executor.execute(&principal, &sql).await;

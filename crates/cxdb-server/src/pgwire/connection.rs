@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cxdb_query::Principal;
+use cxdb_query::{Principal, SharedExecutor};
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::QueryHook;
@@ -39,9 +39,12 @@ pub(crate) struct Connection {
 impl Connection {
     /// Serves `ctx` (this principal's session) through datafusion-postgres,
     /// with cxdb's hook first so the read-only rule sees every statement.
-    pub(crate) fn new(principal: Principal, ctx: SessionContext) -> Self {
+    pub(crate) fn new(principal: Principal, ctx: SessionContext, executor: SharedExecutor) -> Self {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(CxdbHook),
+            Arc::new(CxdbHook {
+                executor,
+                principal: principal.clone(),
+            }),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),

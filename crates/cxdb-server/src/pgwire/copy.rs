@@ -1,13 +1,15 @@
 //! `COPY (query) TO STDOUT` and `COPY table [(columns)] TO STDOUT` in text,
 //! CSV and binary format: psql's `\copy … to`, ADBC's bulk reads. The query
 //! runs through the read-only check; values are encoded by arrow-pg, as
-//! query results are. Other COPY forms write (FROM) or touch server files
-//! and are refused.
+//! query results are. `COPY … TO 'file' (FORMAT parquet|csv|json)` is an
+//! export, run by the query layer ([`copy_to_file`]); COPY FROM and COPY to
+//! a program are refused.
 
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Array, Int64Array, RecordBatch};
 use bytes::Bytes;
+use cxdb_query::{Principal, SharedExecutor};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
@@ -19,7 +21,7 @@ use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::encoder::encode_value;
 use datafusion_postgres::pgwire::api::portal::Format;
 use datafusion_postgres::pgwire::api::results::{
-    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo, Response,
+    CopyCsvOptions, CopyEncoder, CopyResponse, CopyTextOptions, FieldInfo, Response, Tag,
 };
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::copy::CopyData;
@@ -278,6 +280,36 @@ pub(crate) async fn copy_to_stdout(
         response.format = 1;
     }
     Ok(Response::CopyOut(response))
+}
+
+/// `COPY (query) TO 'file' (FORMAT …)`: an export under `--export-dir`,
+/// checked, run and audited by the query layer as on every protocol
+/// (cxdb-query's export.rs); answered `COPY <rows>`.
+pub(crate) async fn copy_to_file(
+    executor: &SharedExecutor,
+    principal: &Principal,
+    statement: &Statement,
+) -> PgWireResult<Response> {
+    let query_error = |e| match e {
+        cxdb_query::Error::DataFusion(e) => PgWireError::ApiError(Box::new(e)),
+        other => super::error::server_error(crate::Error::Query(other)),
+    };
+    let mut answer = executor
+        .execute(principal, &statement.to_string())
+        .await
+        .map_err(query_error)?;
+    let mut rows = 0;
+    while let Some(batch) = answer.next().await {
+        let batch = batch.map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        if let Some(n) = batch
+            .column_by_name("rows")
+            .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+            .filter(|c| !c.is_empty())
+        {
+            rows += usize::try_from(n.value(0)).unwrap_or(usize::MAX);
+        }
+    }
+    Ok(Response::Execution(Tag::new("COPY").with_rows(rows)))
 }
 
 /// Encodes the result batch by batch into one CopyData per row.

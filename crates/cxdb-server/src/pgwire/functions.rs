@@ -1,13 +1,15 @@
 //! What a connection's session gets on top of the query layer's tables:
-//! datafusion-postgres' `pg_catalog` schema and functions, plus two
+//! datafusion-postgres' `pg_catalog` schema and functions, plus three
 //! functions clients call on connect that it lacks or answers differently:
 //! `version()` (DataFusion's says "Apache DataFusion …", which version
-//! parsers reject) and `current_setting(name [, missing_ok])` (Grafana's
-//! connection test reads `server_version_num`).
+//! parsers reject), `current_setting(name [, missing_ok])` (Grafana's
+//! connection test reads `server_version_num`) and `to_regtype(name)`
+//! (psycopg's type lookup, which SQLAlchemy runs on connect).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, Int32Array, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::catalog::SchemaProvider;
 use datafusion::common::ScalarValue;
@@ -19,6 +21,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::pgwire::api::Type;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 
 use super::error::SqlStateError;
@@ -79,6 +82,7 @@ pub(crate) fn install(ctx: &SessionContext, pg_catalog: &SharedPgCatalog) -> Res
         .register_schema("pg_catalog", Arc::clone(&pg_catalog.schema))?;
     ctx.register_udf(ScalarUDF::from(Version::new()));
     ctx.register_udf(ScalarUDF::from(CurrentSetting::new()));
+    ctx.register_udf(ScalarUDF::from(ToRegtype::new()));
     Ok(())
 }
 
@@ -221,6 +225,95 @@ impl ScalarUDFImpl for CurrentSetting {
             }
             other => Err(DataFusionError::Internal(format!(
                 "current_setting: unexpected argument {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `to_regtype(name)`: the oid of a built-in type (`int4`, `integer`,
+/// `pg_catalog.text`, `text[]`), NULL for any other name, never an error.
+/// psycopg's `TypeInfo.fetch` compares `pg_type.oid` with it; SQLAlchemy
+/// calls that on connect to look for `hstore` (NULL: there is none). cxdb
+/// has no user-defined types, so the built-in list is the whole answer.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToRegtype {
+    signature: Signature,
+}
+
+impl ToRegtype {
+    fn new() -> Self {
+        Self {
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Stable),
+        }
+    }
+}
+
+/// The oid of a built-in type by name, as PostgreSQL's `to_regtype` reads
+/// the common spellings.
+fn builtin_type_oid(name: &str) -> Option<i32> {
+    static OIDS: OnceLock<HashMap<String, u32>> = OnceLock::new();
+    let oids = OIDS.get_or_init(|| {
+        (0..10_000)
+            .filter_map(Type::from_oid)
+            .map(|t| (t.name().to_string(), t.oid()))
+            .collect()
+    });
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let alias = |name: &str| -> String {
+        match name {
+            "integer" | "int" => "int4",
+            "smallint" => "int2",
+            "bigint" => "int8",
+            "boolean" => "bool",
+            "real" => "float4",
+            "double precision" => "float8",
+            "decimal" => "numeric",
+            "character varying" => "varchar",
+            "character" | "char" => "bpchar",
+            "timestamp with time zone" => "timestamptz",
+            "timestamp without time zone" => "timestamp",
+            "time with time zone" => "timetz",
+            "time without time zone" => "time",
+            other => other,
+        }
+        .to_string()
+    };
+    let key = match name.strip_suffix("[]") {
+        Some(element) => format!("_{}", alias(element.trim_end())),
+        None => alias(name),
+    };
+    oids.get(&key).and_then(|oid| i32::try_from(*oid).ok())
+}
+
+impl ScalarUDFImpl for ToRegtype {
+    fn name(&self) -> &str {
+        "to_regtype"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        match &args.args[0] {
+            ColumnarValue::Scalar(ScalarValue::Utf8(name)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::Int32(name.as_deref().and_then(builtin_type_oid)),
+            )),
+            ColumnarValue::Array(names) => {
+                let oids: Int32Array = names
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|name| name.and_then(builtin_type_oid))
+                    .collect();
+                Ok(ColumnarValue::Array(Arc::new(oids) as ArrayRef))
+            }
+            other => Err(DataFusionError::Internal(format!(
+                "to_regtype: unexpected argument {other:?}"
             ))),
         }
     }

@@ -2,18 +2,20 @@
 //! read-only (the rule `cxdb_query`'s executor applies to every other
 //! protocol) and answers the statements datafusion-postgres leaves to
 //! DataFusion but DataFusion cannot run: `COPY … TO STDOUT`, `DISCARD`,
-//! `RESET`, and `SHOW server_version` in PostgreSQL's form.
+//! `RESET`, and `SHOW server_version` in PostgreSQL's form. `COPY … TO
+//! 'file'` (an export) goes to the query layer, as on every protocol.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cxdb_query::{Principal, SharedExecutor};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DFSchema, ParamValues};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfParserStatement;
-use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion::sql::sqlparser::ast::{CopyTarget, ObjectType, Set, Statement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::pgwire::api::ClientInfo;
@@ -24,23 +26,49 @@ use datafusion_postgres::pgwire::api::results::{
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::response::TransactionStatus;
 
-use super::copy;
 use super::error::SqlStateError;
+use super::{copy, cursor};
 
+/// Runs on every statement of a connection, as its principal.
 #[derive(Debug)]
-pub(crate) struct CxdbHook;
+pub(crate) struct CxdbHook {
+    pub(crate) executor: SharedExecutor,
+    pub(crate) principal: Principal,
+}
+
+impl CxdbHook {
+    /// `CREATE [OR REPLACE] VIEW`, `DROP VIEW`: through the query layer,
+    /// which checks the role and keeps the view in the catalog (the
+    /// connection's session then finds it like every other session).
+    async fn view_statement(&self, statement: &Statement) -> PgWireResult<Response> {
+        let change = self
+            .executor
+            .execute_update(&self.principal, &statement.to_string())
+            .await
+            .map_err(|e| match e {
+                cxdb_query::Error::DataFusion(e) => PgWireError::ApiError(Box::new(e)),
+                other => super::error::server_error(crate::Error::Query(other)),
+            })?;
+        Ok(Response::Execution(Tag::new(change.tag())))
+    }
+}
 
 /// What cxdb does with a statement.
 enum Action {
     /// datafusion-postgres' hooks answer it (SET, SHOW, transactions,
     /// cursors).
     PassThrough,
-    /// A cursor: its query is checked, datafusion-postgres runs it.
+    /// `DECLARE … CURSOR`: cxdb opens it (cursor.rs); FETCH and CLOSE
+    /// pass through.
     CheckCursor,
     /// cxdb answers it.
     Answer,
     /// Planned by DataFusion, refused if it writes.
     Plan,
+    /// `CREATE VIEW` / `DROP VIEW`: kept in the catalog.
+    View,
+    /// `COPY … TO 'file'`: an export under `--export-dir` (copy.rs).
+    Export,
 }
 
 fn action(statement: &Statement) -> Action {
@@ -49,8 +77,25 @@ fn action(statement: &Statement) -> Action {
             Action::Answer
         }
         Statement::Set(_) if extra_float_digits(statement).is_some() => Action::Answer,
+        Statement::Copy {
+            to: true,
+            target: CopyTarget::File { .. },
+            ..
+        } => Action::Export,
         Statement::Discard { .. } | Statement::Reset(_) | Statement::Copy { .. } => Action::Answer,
         Statement::Declare { .. } => Action::CheckCursor,
+        // Savepoints: nothing to undo where SQL cannot write (psycopg, and
+        // so SQLAlchemy, opens one inside a transaction to look up a type).
+        Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Action::Answer,
+        Statement::CreateView(_)
+        | Statement::Drop {
+            object_type: ObjectType::View,
+            ..
+        } => Action::View,
         Statement::Set(_)
         | Statement::ShowVariable { .. }
         | Statement::ShowStatus { .. }
@@ -184,6 +229,19 @@ async fn answer(
             "DISCARD {object_type}"
         )))),
         Statement::Reset(_) => Ok(Response::Execution(Tag::new("RESET"))),
+        Statement::Savepoint { .. } => Ok(Response::Execution(Tag::new("SAVEPOINT"))),
+        Statement::ReleaseSavepoint { .. } => Ok(Response::Execution(Tag::new("RELEASE"))),
+        // After an error, `ROLLBACK TO` is how a client goes on. pgwire
+        // leaves the failed state only when a transaction ends, so the
+        // client sees the transaction end there (its next statement begins
+        // another); nothing was written either way.
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Ok(if client.transaction_status() == TransactionStatus::Error {
+            Response::TransactionEnd(Tag::new("ROLLBACK"))
+        } else {
+            Response::Execution(Tag::new("ROLLBACK"))
+        }),
         Statement::Copy { .. } => copy::copy_to_stdout(statement, ctx).await,
         _ => Err(internal_dispatch()),
     }
@@ -244,10 +302,16 @@ impl QueryHook for CxdbHook {
         match action(statement) {
             Action::PassThrough => None,
             Action::Answer => Some(answer(statement, ctx, client).await),
-            Action::CheckCursor => check_cursor(statement, ctx).await.err().map(Err),
+            Action::CheckCursor => {
+                Some(cursor::declare(statement, &ParamValues::List(vec![]), ctx, client).await)
+            }
             // datafusion-postgres plans it again to run it; planning is
             // cheap next to running, and its own path stays intact.
             Action::Plan => plan_read_only(statement, ctx).await.err().map(Err),
+            Action::View => Some(self.view_statement(statement).await),
+            Action::Export => {
+                Some(copy::copy_to_file(&self.executor, &self.principal, statement).await)
+            }
         }
     }
 
@@ -259,8 +323,8 @@ impl QueryHook for CxdbHook {
     ) -> Option<PgWireResult<LogicalPlan>> {
         match action(statement) {
             Action::PassThrough => None,
-            Action::Answer => Some(answer_plan(statement)),
-            Action::CheckCursor => check_cursor(statement, ctx).await.err().map(Err),
+            Action::Answer | Action::View | Action::Export => Some(answer_plan(statement)),
+            Action::CheckCursor => Some(cursor::parse_plan(statement, ctx).await),
             Action::Plan => Some(plan_read_only(statement, ctx).await),
         }
     }
@@ -269,7 +333,7 @@ impl QueryHook for CxdbHook {
         &self,
         statement: &Statement,
         _plan: &LogicalPlan,
-        _params: &ParamValues,
+        params: &ParamValues,
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
@@ -278,6 +342,11 @@ impl QueryHook for CxdbHook {
         }
         match action(statement) {
             Action::Answer => Some(answer(statement, ctx, client).await),
+            Action::View => Some(self.view_statement(statement).await),
+            Action::Export => {
+                Some(copy::copy_to_file(&self.executor, &self.principal, statement).await)
+            }
+            Action::CheckCursor => Some(cursor::declare(statement, params, ctx, client).await),
             _ => None,
         }
     }
@@ -298,16 +367,4 @@ fn in_failed_transaction(statement: &Statement, client: &dyn HookClient) -> Opti
         )
         .into()
     })
-}
-
-/// `DECLARE … CURSOR FOR <query>`: the query must be read-only too.
-async fn check_cursor(statement: &Statement, ctx: &SessionContext) -> PgWireResult<()> {
-    if let Statement::Declare { stmts } = statement {
-        for declare in stmts {
-            if let Some(query) = &declare.for_query {
-                plan_read_only(&Statement::Query(query.clone()), ctx).await?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -67,7 +67,8 @@ impl Startup {
         let principal = self
             .state
             .authenticate(token)
-            .map_err(|e| error::authentication_failed(&user, e))?;
+            .map_err(|e| error::authentication_failed(&user, e))?
+            .via("pgwire");
         let ctx = self
             .state
             .engine
@@ -75,7 +76,7 @@ impl Startup {
             .map_err(|e| error::server_error(crate::Error::Query(e)))?;
         functions::install(&ctx, &self.pg_catalog)
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        let connection = Connection::new(principal, ctx);
+        let connection = Connection::new(principal, ctx, Arc::clone(&self.state.executor));
         let (pid, key) = self.pids.generate(client);
         let guard = self
             .cancels
