@@ -238,6 +238,9 @@ pub(crate) fn install(
         .catalog(&catalog)
         .ok_or_else(|| DataFusionError::Internal(format!("no catalog {catalog}")))?;
     ctx.register_udtf("journey_map", Arc::new(journey::JourneyMapFunction));
+    ctx.register_udwf(datafusion::logical_expr::WindowUDF::new_from_impl(
+        journey::JourneyIdFunction::new(),
+    ));
     let schema = Arc::new(ViewSchema::new(custom));
     schema.attach(ctx);
     catalog.register_schema(&schema_name, schema)?;

@@ -325,6 +325,7 @@ scripts!(
     conversations,
     csat,
     handoffs,
+    journey_id,
     journey_steps,
     journeys,
     message_sentiment,

@@ -5,7 +5,12 @@
 //! seeing and writing only its tenant, whatever the SQL.
 
 use std::process::Command;
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_flight::FlightDescriptor;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use cxdb_proto::v1::admin_service_client::AdminServiceClient;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
@@ -515,6 +520,74 @@ async fn http_pgwire_and_flight_sql_enforce_tokens() {
             .unwrap_or_else(|| panic!("an ingest token ran a query")),
     );
     assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+
+    // A PostgreSQL client without a password cannot connect.
+    let mut no_password = tokio_postgres::Config::new();
+    no_password
+        .host(host)
+        .port(port)
+        .user("analyst")
+        .dbname("cxdb");
+    assert!(no_password.connect(NoTls).await.is_err());
+
+    // Flight SQL without any token, and Flight DoPut with a read token:
+    // refused; DoPut with the scoped ingest token keeps acme's event and
+    // rejects beta's on tenant_id.
+    let mut anonymous = FlightSqlServiceClient::new(s.server.channel().await);
+    let err = status(
+        anonymous
+            .execute("SELECT 1".into(), None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a query without a token ran")),
+    );
+    assert_eq!(err.code(), Code::Unauthenticated, "{}", err.message());
+    let put = |token: &str| {
+        let s_arr = |v: Vec<&str>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let t0 = crate::server::DAY0;
+        let batch = RecordBatch::try_from_iter(vec![
+            ("tenant_id", s_arr(vec!["acme", "beta"])),
+            ("event_id", s_arr(vec!["fp1", "fp2"])),
+            (
+                "event_time",
+                Arc::new(TimestampMicrosecondArray::from(vec![t0, t0]).with_timezone("UTC"))
+                    as ArrayRef,
+            ),
+            (
+                "event_type",
+                s_arr(vec!["conversation.created", "conversation.created"]),
+            ),
+            ("conversation_id", s_arr(vec!["cfp1", "cfp2"])),
+            ("channel", s_arr(vec!["sms", "sms"])),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let data = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["events".into()])))
+            .build(futures::stream::iter(vec![Ok(batch)]))
+            .map(|r| r.unwrap_or_else(|e| panic!("{e}")));
+        with_token(data, Some(token))
+    };
+    let mut flight_svc = FlightServiceClient::new(s.server.channel().await);
+    let err = flight_svc
+        .do_put(put(&read_acme))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a read token wrote over DoPut"));
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    let mut results = flight_svc
+        .do_put(put(&ingest_acme))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    let first = results
+        .next()
+        .await
+        .and_then(|r| r.ok())
+        .unwrap_or_else(|| panic!("no PutResult"));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&first.app_metadata).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(meta["accepted"], 1, "{meta}");
+    assert_eq!(meta["rejected"][0]["field"], "tenant_id", "{meta}");
 
     // Revoking the token closes it on the open PostgreSQL connection and
     // for Flight SQL at the next request.

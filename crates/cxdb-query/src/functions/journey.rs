@@ -240,3 +240,193 @@ fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
     ];
     Ok(RecordBatch::try_new(schema(), columns)?)
 }
+
+/// `journey_id(conversation_id, customer_id, customer_email, customer_phone,
+/// event_time [, gap_seconds]) OVER (PARTITION BY tenant_id)`: the journey
+/// of each event, as a window function — identity-stitched sessionization
+/// (SPEC §4). Over the rows of its partition, the identities of a row
+/// (conversation, customer id, lower-cased trimmed e-mail, trimmed phone)
+/// are one person, transitively (the union-find of `journey_map()`); a
+/// person's events in time order start a new journey after a gap of more
+/// than `gap_seconds` (default 86,400: 24 h). The value is
+/// `<person_id>#<n>`, `person_id` named as `journey_map()` names it and `n`
+/// counting the person's journeys from 1. A row with no identity or no
+/// event_time gets NULL. Partition by tenant_id: identities of different
+/// tenants are different people, and a partition is one tenant's events.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct JourneyIdFunction {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl JourneyIdFunction {
+    pub(crate) fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::user_defined(
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+/// The default gap that ends a journey: 24 h.
+const DEFAULT_GAP_S: i64 = 86_400;
+
+impl datafusion::logical_expr::WindowUDFImpl for JourneyIdFunction {
+    fn name(&self) -> &str {
+        "journey_id"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if !(5..=6).contains(&arg_types.len()) {
+            return plan_err!(
+                "journey_id(conversation_id, customer_id, customer_email, customer_phone, \
+                 event_time [, gap_seconds]) takes 5 or 6 arguments, got {}",
+                arg_types.len()
+            );
+        }
+        let mut types = vec![DataType::Utf8; 4];
+        types.push(DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Microsecond,
+            Some("UTC".into()),
+        ));
+        if arg_types.len() == 6 {
+            types.push(DataType::Int64);
+        }
+        Ok(types)
+    }
+
+    fn partition_evaluator(
+        &self,
+        _args: datafusion::logical_expr::function::PartitionEvaluatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::PartitionEvaluator>> {
+        Ok(Box::new(JourneyIdEvaluator))
+    }
+
+    fn field(
+        &self,
+        field_args: datafusion::logical_expr::function::WindowUDFFieldArgs,
+    ) -> Result<arrow::datatypes::FieldRef> {
+        Ok(Arc::new(Field::new(
+            field_args.name(),
+            DataType::Utf8,
+            true,
+        )))
+    }
+}
+
+#[derive(Debug)]
+struct JourneyIdEvaluator;
+
+impl datafusion::logical_expr::PartitionEvaluator for JourneyIdEvaluator {
+    fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
+        let text = |i: usize| -> Result<StringArray> {
+            let a = arrow::compute::cast(&values[i], &DataType::Utf8)?;
+            a.as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or_else(|| DataFusionError::Internal("journey_id: not text".into()))
+        };
+        let columns = [
+            (Kind::Conversation, text(0)?),
+            (Kind::Customer, text(1)?),
+            (Kind::Email, text(2)?),
+            (Kind::Phone, text(3)?),
+        ];
+        let times = arrow::compute::cast(
+            &values[4],
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )?;
+        let times = times
+            .as_any()
+            .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+            .cloned()
+            .ok_or_else(|| DataFusionError::Internal("journey_id: not a timestamp".into()))?;
+        let gap_us = match values.get(5) {
+            Some(gap) => {
+                let gap = gap
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .ok_or_else(|| DataFusionError::Internal("journey_id: gap".into()))?;
+                let gap_s = (gap.len() > 0 && !gap.is_null(0))
+                    .then(|| gap.value(0))
+                    .unwrap_or(DEFAULT_GAP_S);
+                if gap_s <= 0 {
+                    return datafusion::common::exec_err!(
+                        "journey_id: gap_seconds must be positive, got {gap_s}"
+                    );
+                }
+                gap_s.saturating_mul(1_000_000)
+            }
+            None => DEFAULT_GAP_S * 1_000_000,
+        };
+
+        let mut nodes: HashMap<(Kind, String), usize> = HashMap::new();
+        let mut names: Vec<(Kind, String)> = Vec::new();
+        let mut sets = Components::default();
+        let mut row_node: Vec<Option<usize>> = vec![None; num_rows];
+        for (row, slot) in row_node.iter_mut().enumerate() {
+            for (kind, column) in &columns {
+                if column.is_null(row) {
+                    continue;
+                }
+                // Normalised as journey_map() reads them.
+                let value = match kind {
+                    Kind::Email => column.value(row).trim().to_lowercase(),
+                    Kind::Phone => column.value(row).trim().to_string(),
+                    Kind::Customer | Kind::Conversation => column.value(row).to_string(),
+                };
+                if value.is_empty() {
+                    continue;
+                }
+                let node = *nodes.entry((*kind, value.clone())).or_insert_with(|| {
+                    names.push((*kind, value));
+                    sets.add()
+                });
+                match *slot {
+                    None => *slot = Some(node),
+                    Some(first) => sets.union(first, node),
+                }
+            }
+        }
+        // Each person's preferred name, and its events in time order.
+        let mut best: HashMap<usize, usize> = HashMap::new();
+        for node in 0..names.len() {
+            let root = sets.find(node);
+            let entry = best.entry(root).or_insert(node);
+            if names[node] < names[*entry] {
+                *entry = node;
+            }
+        }
+        let mut by_person: HashMap<usize, Vec<(i64, usize)>> = HashMap::new();
+        for (row, node) in row_node.iter().enumerate() {
+            if let Some(node) = node
+                && !times.is_null(row)
+            {
+                by_person
+                    .entry(sets.find(*node))
+                    .or_default()
+                    .push((times.value(row), row));
+            }
+        }
+        let mut out: Vec<Option<String>> = vec![None; num_rows];
+        for (root, mut rows) in by_person {
+            rows.sort_unstable();
+            let (kind, value) = &names[best.get(&root).copied().unwrap_or(root)];
+            let person = format!("{}{value}", kind.prefix());
+            let mut journey = 1;
+            let mut previous: Option<i64> = None;
+            for (time, row) in rows {
+                if previous.is_some_and(|p| time.saturating_sub(p) > gap_us) {
+                    journey += 1;
+                }
+                previous = Some(time);
+                out[row] = Some(format!("{person}#{journey}"));
+            }
+        }
+        Ok(Arc::new(StringArray::from(out)))
+    }
+}
