@@ -16,7 +16,8 @@ use cxdb_proto::v1::admin_service_client::AdminServiceClient;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
 use cxdb_proto::v1::query_service_client::QueryServiceClient;
 use cxdb_proto::v1::{
-    CreateTokenRequest, FlushRequest, ListRequest, RevokeTokenRequest, SqlRequest, WriteRequest,
+    BusinessCalendar, CreateTokenRequest, FlushRequest, ListRequest, RevokeTokenRequest,
+    SqlRequest, WriteRequest,
 };
 use futures::StreamExt;
 use tokio_postgres::NoTls;
@@ -153,6 +154,24 @@ async fn grpc_tokens_roles_scopes_and_revocation() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((accepted, rejected.len()), (5, 0));
 
+    // One business calendar per tenant; configuration tables are scoped too.
+    let mut admin = AdminServiceClient::new(s.server.channel().await);
+    for tenant in ["acme", "beta"] {
+        admin
+            .upsert_calendar(with_token(
+                BusinessCalendar {
+                    tenant_id: tenant.into(),
+                    calendar_id: "support".into(),
+                    timezone: "UTC".into(),
+                    weekly_hours_json: r#"{"mon":[["09:00","17:00"]]}"#.into(),
+                    holidays: vec![],
+                },
+                Some(ADMIN),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     // Missing, malformed and wrong tokens: UNAUTHENTICATED, nothing runs.
     let count = "SELECT count(*) FROM events";
     assert_status(
@@ -189,7 +208,6 @@ async fn grpc_tokens_roles_scopes_and_revocation() {
         Code::PermissionDenied,
         "a read token cannot write events",
     );
-    let mut admin = AdminServiceClient::new(s.server.channel().await);
     assert_status(
         admin
             .flush(with_token(FlushRequest {}, Some(&read_all)))
@@ -244,6 +262,8 @@ async fn grpc_tokens_roles_scopes_and_revocation() {
         ),
         ("SELECT count(DISTINCT tenant_id) FROM conversations", "1"),
         ("SELECT min(tenant_id) FROM conversations", "acme"),
+        ("SELECT count(*) FROM business_calendars", "1"),
+        ("SELECT min(tenant_id) FROM business_calendars", "acme"),
     ];
     for (sql, want) in scoped {
         let got = s
