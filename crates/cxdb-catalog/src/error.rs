@@ -10,6 +10,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A change refused because of the state of the catalog (deleting a
+    /// calendar an SLA policy still uses): gRPC `FAILED_PRECONDITION`.
+    #[error("{0}")]
+    InUse(String),
+
     #[error("catalog I/O error on {}: {source}", path.display())]
     Io {
         path: PathBuf,

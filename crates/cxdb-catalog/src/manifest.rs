@@ -138,8 +138,9 @@ impl Manifest {
             .iter()
             .find(|p| p.tenant_id == tenant && p.calendar_id.as_deref() == Some(id))
         {
-            return Err(Error::Invalid(format!(
-                "calendar \"{id}\" of tenant \"{tenant}\" is used by sla policy \"{}\"",
+            return Err(Error::InUse(format!(
+                "calendar \"{id}\" of tenant \"{tenant}\" is used by sla policy \"{}\" \
+                 (delete or change the policy first)",
                 p.policy_id
             )));
         }

@@ -126,7 +126,7 @@ fn upserts_replace_and_deletes_respect_references() -> TestResult {
 
     assert_eq!(
         err_msg(m.delete_calendar("acme", "cal1")),
-        r#"calendar "cal1" of tenant "acme" is used by sla policy "p2""#
+        r#"calendar "cal1" of tenant "acme" is used by sla policy "p2" (delete or change the policy first)"#
     );
     assert!(m.calendar("acme", "cal1").is_some());
     assert!(m.delete_sla_policy("acme", "p2"));

@@ -112,7 +112,7 @@ async fn calendars_and_policies_persist_and_show_in_sql() {
         .await
         .err()
         .unwrap_or_else(|| panic!("deleted a calendar a policy uses"));
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("urgent-chat"), "{}", err.message());
     assert_eq!(s.count("SELECT count(*) FROM business_calendars").await, 1);
 }

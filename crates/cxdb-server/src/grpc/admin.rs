@@ -19,6 +19,7 @@ pub(crate) struct AdminSvc {
 fn invalid(e: cat::Error) -> Status {
     match e {
         cat::Error::Invalid(m) => Status::invalid_argument(m),
+        cat::Error::InUse(m) => Status::failed_precondition(m),
         other => Error::Storage(other.into()).into(),
     }
 }
