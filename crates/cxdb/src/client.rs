@@ -35,10 +35,34 @@ pub(crate) struct SqlArgs {
     pub(crate) format: String,
 }
 
-/// A plain channel to the server at `addr`.
+/// `--ca-cert`: the PEM of the CA that signed the server's certificate.
+static CA_CERT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Reads `--ca-cert` once, at start-up.
+pub(crate) fn set_ca_cert(path: &std::path::Path) -> anyhow::Result<()> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+    let _ = CA_CERT.set(pem);
+    Ok(())
+}
+
+/// A channel to the server at `addr`: TLS for `https://` (trusting
+/// `--ca-cert`; there is no system trust store in the client), plain text
+/// for `http://`.
 pub(crate) async fn connect_raw(addr: &str) -> anyhow::Result<Channel> {
-    tonic::transport::Endpoint::from_shared(addr.to_string())
-        .with_context(|| format!("invalid server address {addr:?}"))?
+    let mut endpoint = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .with_context(|| format!("invalid server address {addr:?}"))?;
+    if addr.starts_with("https://") {
+        let ca = CA_CERT.get().with_context(|| {
+            format!("{addr} is https: give the server's CA certificate with --ca-cert")
+        })?;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("TLS configuration for {addr}"))?;
+    }
+    endpoint
         .connect()
         .await
         .with_context(|| format!("cannot connect to cxdb at {addr}"))

@@ -39,6 +39,11 @@ struct Cli {
     #[arg(long, env = "CXDB_CONFIG", global = true)]
     config: Option<std::path::PathBuf>,
 
+    /// Client commands: the CA certificate (PEM) that signed the server's
+    /// certificate, for `--addr https://…` (servers run with --tls-cert).
+    #[arg(long, env = "CXDB_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +78,9 @@ fn main() -> anyhow::Result<()> {
         builder.json().init();
     } else {
         builder.init();
+    }
+    if let Some(ca) = &cli.ca_cert {
+        client::set_ca_cert(ca)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

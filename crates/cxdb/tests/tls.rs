@@ -282,6 +282,36 @@ async fn every_listener_speaks_tls_with_one_certificate() {
             .unwrap_or_else(|e| panic!("{e}")),
         1
     );
+    // The CLI client with --ca-cert, by IP (the certificate names
+    // 127.0.0.1 too); without it, https is refused with what to add.
+    let port = server.grpc.rsplit_once(':').map(|(_, p)| p.to_string());
+    let url = format!("https://127.0.0.1:{}", port.unwrap_or_default());
+    let cli = |ca: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cxdb"));
+        c.args([
+            "sql",
+            "--addr",
+            &url,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT 41 + 1 AS answer",
+        ]);
+        if ca {
+            c.arg("--ca-cert").arg(pki.path("ca.pem"));
+        }
+        c.output().unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = cli(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "answer\n42");
+    let out = cli(false);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca-cert"));
     // Plain-text gRPC (h2c) on the same port fails.
     let plain = async {
         let channel = Endpoint::from_shared(format!("http://{}", server.grpc))
