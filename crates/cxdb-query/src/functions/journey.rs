@@ -351,9 +351,11 @@ impl datafusion::logical_expr::PartitionEvaluator for JourneyIdEvaluator {
                     .as_any()
                     .downcast_ref::<arrow::array::Int64Array>()
                     .ok_or_else(|| DataFusionError::Internal("journey_id: gap".into()))?;
-                let gap_s = (gap.len() > 0 && !gap.is_null(0))
-                    .then(|| gap.value(0))
-                    .unwrap_or(DEFAULT_GAP_S);
+                let gap_s = if gap.is_empty() || gap.is_null(0) {
+                    DEFAULT_GAP_S
+                } else {
+                    gap.value(0)
+                };
                 if gap_s <= 0 {
                     return datafusion::common::exec_err!(
                         "journey_id: gap_seconds must be positive, got {gap_s}"
