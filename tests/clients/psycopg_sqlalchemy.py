@@ -68,6 +68,24 @@ def events(tenant):
 
 EVENT_IDS = ["c1", "c2", "c3", "m1", "m2", "s1", "st1"]
 
+# SPEC §2's columns of `events` as SQLAlchemy reflects them: Utf8 is TEXT,
+# Timestamp(µs, UTC) TIMESTAMP(timezone=True), Int32 INTEGER, Int64 BIGINT,
+# Float64 DOUBLE_PRECISION, List(Utf8) ARRAY(TEXT); the first five are NOT NULL.
+_TEXT, _TS = "TEXT", "TIMESTAMP"
+EVENTS_COLUMNS = [
+    ("tenant_id", _TEXT, False), ("event_id", _TEXT, False), ("event_time", _TS, False),
+    ("ingested_at", _TS, False), ("event_type", _TEXT, False),
+    *[(name, _TEXT, True) for name in (
+        "channel", "conversation_id", "ticket_id", "customer_id", "customer_email",
+        "customer_phone", "actor_type", "agent_id", "team_id", "status", "priority",
+        "message_id", "body")],
+    ("is_public", "BOOLEAN", True), ("csat_score", "INTEGER", True),
+    ("bot_id", _TEXT, True), ("intent", _TEXT, True), ("confidence", "DOUBLE_PRECISION", True),
+    ("workflow_id", _TEXT, True), ("store", _TEXT, True), ("order_id", _TEXT, True),
+    ("order_total", "DOUBLE_PRECISION", True), ("currency", _TEXT, True),
+    ("duration_ms", "BIGINT", True), ("tags", "ARRAY", True), ("attributes", _TEXT, True),
+]
+
 
 class Checks:
     def __init__(self):
@@ -325,40 +343,59 @@ def main():
         expect(insp.get_table_comment("events"), {"text": None}, "get_table_comment")
         return "has_table, no keys, no checks, no comment"
 
-    @c.step("SQLAlchemy: inspector get_columns('events'), get_columns('conversations')",
-            gap=True)
+    @c.step("SQLAlchemy: inspector get_columns('events'), get_columns('conversations')")
     def _():
         insp = sa.inspect(engine)
-        cols = {col["name"]: col for col in insp.get_columns("events")}
-        expect(len(cols), 31, "events columns")
-        event_time = cols["event_time"]
-        if not (isinstance(event_time["type"], sa.TIMESTAMP) and event_time["type"].timezone):
-            raise AssertionError(f"event_time type {event_time['type']!r}")
-        expect(event_time["nullable"], False, "event_time nullable")
-        expect(cols["channel"]["nullable"], True, "channel nullable")
-        if not isinstance(cols["csat_score"]["type"], sa.Integer):
-            raise AssertionError(f"csat_score type {cols['csat_score']['type']!r}")
-        if not isinstance(cols["tags"]["type"], sa.ARRAY):
-            raise AssertionError(f"tags type {cols['tags']['type']!r}")
+        cols = insp.get_columns("events")
+        got = [(col["name"], type(col["type"]).__name__, col["nullable"]) for col in cols]
+        expect(got, EVENTS_COLUMNS, "events columns (SPEC §2: name, SQLAlchemy type, nullable)")
+        by_name = {col["name"]: col for col in cols}
+        if not by_name["event_time"]["type"].timezone:
+            raise AssertionError(f"event_time type {by_name['event_time']['type']!r}")
+        if not isinstance(by_name["tags"]["type"].item_type, sa.Text):
+            raise AssertionError(f"tags type {by_name['tags']['type']!r}")
+        expect({col["default"] for col in cols}, {None}, "defaults")
         view_cols = [col["name"] for col in insp.get_columns("conversations")]
         for name in ("tenant_id", "conversation_id", "channel", "first_response_s", "csat_score"):
             if name not in view_cols:
                 raise AssertionError(f"{name} not in conversations columns {view_cols}")
-        return f"events {len(cols)}, conversations {len(view_cols)}"
+        return f"events {len(cols)} (SPEC §2 types), conversations {len(view_cols)}"
 
-    @c.step("SQLAlchemy: inspector get_pk_constraint / get_indexes", gap=True)
+    @c.step("SQLAlchemy: inspector pk, indexes, unique constraints (none)")
     def _():
         insp = sa.inspect(engine)
         expect(insp.get_pk_constraint("events")["constrained_columns"], [], "primary key")
         expect(insp.get_indexes("events"), [], "indexes")
+        expect(insp.get_unique_constraints("events"), [], "unique constraints")
+        return "none, as cxdb has none"
 
-    @c.step("SQLAlchemy: Table(autoload_with=engine) reflection", gap=True)
+    @c.step("SQLAlchemy: inspector schemas, enums, domains, view definition")
+    def _():
+        insp = sa.inspect(engine)
+        schemas = insp.get_schema_names()
+        if "public" not in schemas:
+            raise AssertionError(f"public not in get_schema_names() = {schemas}")
+        expect(insp.get_enums(), [], "get_enums")
+        expect(insp.get_domains(), [], "get_domains")
+        definition = insp.get_view_definition("conversations")
+        if not definition or "events" not in definition:
+            raise AssertionError(f"conversations definition {definition!r}")
+        return f"schemas {schemas}, conversations definition {len(definition)} chars"
+
+    @c.step("SQLAlchemy: Table(autoload_with=engine) reflection")
     def _():
         md = sa.MetaData()
         events_t = sa.Table("events", md, autoload_with=engine)
         conv = sa.Table("conversations", md, autoload_with=engine)
-        expect(events_t.c.event_id.name, "event_id")
+        expect([c.name for c in events_t.c], [name for name, _, _ in EVENTS_COLUMNS],
+               "events columns")
         expect("first_response_s" in conv.c, True, "conversations.first_response_s")
+        with engine.connect() as conn:
+            n = conn.execute(
+                sa.select(sa.func.count()).select_from(events_t)
+                .where(events_t.c.tenant_id == tenant)
+            ).scalar()
+        expect(n, 7, "count over the reflected table")
         return f"events {len(events_t.c)} columns, conversations {len(conv.c)}"
 
     @c.step("SQLAlchemy: Core select() with bound parameters")

@@ -7,7 +7,7 @@
 //!                                                       │  + pg_catalog, version(), current_setting(), to_regtype()
 //!                                                       ▼
 //!  Query / Parse·Bind·Execute ──► handler ──► this connection's DfSessionService
-//!                                   │            hooks: cxdb (read-only guard, COPY TO STDOUT,
+//!                                   │            hooks: cxdb (catalog-query rewrite, read-only guard, COPY TO STDOUT,
 //!                                   │            server_version, DISCARD, RESET, savepoints,
 //!                                   │            DECLARE), then datafusion-postgres' FETCH/CLOSE,
 //!                                   │            SET/SHOW, BEGIN/COMMIT
@@ -18,6 +18,7 @@
 //! One DataFusion session per connection: `SET` and cursors stay private to
 //! it, and the tenant scope chosen at authentication applies to every table.
 
+mod catalog;
 mod connection;
 mod copy;
 mod cursor;

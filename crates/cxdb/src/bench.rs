@@ -1,9 +1,11 @@
 //! `cxdb bench …`: reproducible performance figures as a markdown report.
 //!
-//! Everything runs in-process through the library APIs (no network), so the
-//! figures are those of the engine, not of a protocol.
+//! `bench storage` runs in-process through the library APIs (no network), so
+//! its figures are those of the engine, not of a protocol; `bench ingest`
+//! starts a real server and writes to it over gRPC, Flight and HTTP.
 
 mod events;
+mod ingest;
 mod storage;
 
 use std::fmt::Write as _;
@@ -22,6 +24,39 @@ pub(crate) struct BenchArgs {
 enum BenchTarget {
     /// Durable ingest throughput and ack latency, query time, bytes on disk.
     Storage(StorageArgs),
+    /// Ingest through a real server per protocol (gRPC Write, Flight DoPut,
+    /// HTTP NDJSON): events/s, ack latency, server RSS; freshness.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IngestArgs {
+    /// Seconds each cell runs (it stops earlier if its pre-generated events
+    /// run out).
+    #[arg(long, env = "CXDB_BENCH_CELL_SECS", default_value_t = 3.0)]
+    cell_secs: f64,
+    /// Seed of the generated event stream.
+    #[arg(long, env = "CXDB_BENCH_SEED", default_value_t = 42)]
+    seed: u64,
+    /// Writes of the freshness measurement, per protocol.
+    #[arg(long, default_value_t = 200)]
+    freshness_samples: usize,
+    /// Only these protocols (comma-separated: grpc, flight, http).
+    #[arg(long, value_delimiter = ',', value_parser = ingest::Protocol::parse)]
+    protocols: Vec<ingest::Protocol>,
+    /// The server binary; default: this one.
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Work directory (one data directory per cell); default: a fresh one
+    /// under ./target/bench-data, removed at the end unless --keep.
+    #[arg(long, env = "CXDB_BENCH_DIR")]
+    dir: Option<PathBuf>,
+    /// Keep the work directory (server logs and data).
+    #[arg(long, env = "CXDB_BENCH_KEEP")]
+    keep: bool,
+    /// Also write the report to this file (parent directories are created).
+    #[arg(long, env = "CXDB_BENCH_OUT")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -49,22 +84,20 @@ pub(crate) struct StorageArgs {
 }
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.target {
-        BenchTarget::Storage(args) => {
-            let report = storage::run(&args).await?;
-            println!("{report}");
-            if let Some(out) = &args.out {
-                if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                std::fs::write(out, &report)
-                    .with_context(|| format!("writing {}", out.display()))?;
-                eprintln!("report written to {}", out.display());
-            }
-            Ok(())
+    let (report, out) = match args.target {
+        BenchTarget::Storage(args) => (storage::run(&args).await?, args.out),
+        BenchTarget::Ingest(args) => (ingest::run(&args).await?, args.out),
+    };
+    println!("{report}");
+    if let Some(out) = &out {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
+        std::fs::write(out, &report).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("report written to {}", out.display());
     }
+    Ok(())
 }
 
 /// The report's header: what ran, where, when.

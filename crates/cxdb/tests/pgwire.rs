@@ -899,3 +899,117 @@ async fn pgwire_savepoints_to_regtype_and_cursors_with_parameters() {
     assert_eq!(ids(simple(&c, "FETCH ALL FROM g").await), ["g1"]);
     run("COMMIT").await;
 }
+
+/// SQLAlchemy 2.1's `get_columns` reflection query, as psycopg sends it
+/// (`inspect(engine).get_columns('events')`, captured from the wire). Its
+/// correlated scalar subqueries (over pg_attrdef, pg_sequence, pg_type,
+/// pg_collation) and `json_build_object`, `pg_get_serial_sequence`,
+/// `pg_collation_is_visible` calls are what the catalog rewrite
+/// (pgwire/catalog.rs) and functions exist for.
+const SQLALCHEMY_GET_COLUMNS: &str = r#"SELECT pg_catalog.pg_attribute.attname AS name, pg_catalog.format_type(pg_catalog.pg_attribute.atttypid, pg_catalog.pg_attribute.atttypmod) AS format_type, CASE WHEN pg_catalog.pg_attribute.atthasdef THEN (SELECT pg_catalog.pg_get_expr(pg_catalog.pg_attrdef.adbin, pg_catalog.pg_attrdef.adrelid) AS pg_get_expr_1 
+FROM pg_catalog.pg_attrdef 
+WHERE pg_catalog.pg_attribute.atthasdef AND pg_catalog.pg_attrdef.adrelid = pg_catalog.pg_attribute.attrelid AND pg_catalog.pg_attrdef.adnum = pg_catalog.pg_attribute.attnum) ELSE NULL END AS "default", pg_catalog.pg_attribute.attnotnull AS not_null, pg_catalog.pg_class.relname AS table_name, pg_catalog.pg_description.description AS comment, pg_catalog.pg_attribute.attgenerated AS generated, CASE WHEN (pg_catalog.pg_attribute.attidentity != $1::VARCHAR) THEN (SELECT json_build_object($2::VARCHAR, pg_catalog.pg_attribute.attidentity = $3::VARCHAR, $4::VARCHAR, pg_catalog.pg_sequence.seqstart, $5::VARCHAR, pg_catalog.pg_sequence.seqincrement, $6::VARCHAR, pg_catalog.pg_sequence.seqmin, $7::VARCHAR, pg_catalog.pg_sequence.seqmax, $8::VARCHAR, pg_catalog.pg_sequence.seqcache, $9::VARCHAR, pg_catalog.pg_sequence.seqcycle) AS json_build_object_1 
+FROM pg_catalog.pg_sequence 
+WHERE pg_catalog.pg_attribute.attidentity != $10::VARCHAR AND pg_catalog.pg_sequence.seqrelid = CAST(CAST(pg_catalog.pg_get_serial_sequence(CAST(CAST(pg_catalog.pg_attribute.attrelid AS REGCLASS) AS TEXT), pg_catalog.pg_attribute.attname) AS REGCLASS) AS OID)) ELSE NULL END AS identity_options, CASE WHEN (pg_catalog.pg_attribute.attcollation != $11::INTEGER AND (SELECT pg_catalog.pg_type.typcollation 
+FROM pg_catalog.pg_type 
+WHERE pg_catalog.pg_type.oid = pg_catalog.pg_attribute.atttypid) != pg_catalog.pg_attribute.attcollation) THEN (SELECT json_build_object($12::VARCHAR, pg_catalog.pg_collation.collname, $13::VARCHAR, CASE WHEN pg_catalog.pg_collation_is_visible(pg_catalog.pg_collation.oid) THEN NULL ELSE pg_catalog.pg_namespace.nspname END) AS json_build_object_9 
+FROM pg_catalog.pg_collation JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_collation.collnamespace 
+WHERE pg_catalog.pg_collation.oid = pg_catalog.pg_attribute.attcollation) ELSE NULL END AS collation 
+FROM pg_catalog.pg_class LEFT OUTER JOIN pg_catalog.pg_attribute ON pg_catalog.pg_class.oid = pg_catalog.pg_attribute.attrelid AND pg_catalog.pg_attribute.attnum > $14::SMALLINT AND NOT pg_catalog.pg_attribute.attisdropped LEFT OUTER JOIN pg_catalog.pg_description ON pg_catalog.pg_description.objoid = pg_catalog.pg_attribute.attrelid AND pg_catalog.pg_description.objsubid = pg_catalog.pg_attribute.attnum JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace 
+WHERE pg_catalog.pg_class.relkind = ANY (ARRAY[$15::VARCHAR, $16::VARCHAR, $17::VARCHAR, $18::VARCHAR, $19::VARCHAR]) AND pg_catalog.pg_table_is_visible(pg_catalog.pg_class.oid) AND pg_catalog.pg_namespace.nspname != $20::VARCHAR AND pg_catalog.pg_class.relname IN ($21::VARCHAR) ORDER BY pg_catalog.pg_class.relname, pg_catalog.pg_attribute.attnum"#;
+
+#[tokio::test]
+async fn pgwire_sqlalchemy_get_columns_reflection_query() {
+    let s = TestServer::start().await;
+    let c = connect(&s).await;
+    let text = Type::TEXT;
+    let params: Vec<(&(dyn tokio_postgres::types::ToSql + Sync), Type)> = vec![
+        (&"", text.clone()),
+        (&"always", text.clone()),
+        (&"a", text.clone()),
+        (&"start", text.clone()),
+        (&"increment", text.clone()),
+        (&"minvalue", text.clone()),
+        (&"maxvalue", text.clone()),
+        (&"cache", text.clone()),
+        (&"cycle", text.clone()),
+        (&"", text.clone()),
+        (&0_i16, Type::INT2),
+        (&"name", text.clone()),
+        (&"schema", text.clone()),
+        (&0_i16, Type::INT2),
+        (&"r", text.clone()),
+        (&"p", text.clone()),
+        (&"f", text.clone()),
+        (&"v", text.clone()),
+        (&"m", text.clone()),
+        (&"pg_catalog", text.clone()),
+        (&"events", text.clone()),
+    ];
+    let rows = c
+        .query_typed(SQLALCHEMY_GET_COLUMNS, &params)
+        .await
+        .unwrap_or_else(|e| panic!("get_columns query: {e:?}"));
+    let columns: Vec<(String, String, bool)> = rows
+        .iter()
+        .map(|r| (r.get("name"), r.get("format_type"), r.get("not_null")))
+        .collect();
+    let spec = [
+        ("tenant_id", "text", true),
+        ("event_id", "text", true),
+        ("event_time", "timestamp with time zone", true),
+        ("ingested_at", "timestamp with time zone", true),
+        ("event_type", "text", true),
+        ("channel", "text", false),
+        ("conversation_id", "text", false),
+        ("ticket_id", "text", false),
+        ("customer_id", "text", false),
+        ("customer_email", "text", false),
+        ("customer_phone", "text", false),
+        ("actor_type", "text", false),
+        ("agent_id", "text", false),
+        ("team_id", "text", false),
+        ("status", "text", false),
+        ("priority", "text", false),
+        ("message_id", "text", false),
+        ("body", "text", false),
+        ("is_public", "boolean", false),
+        ("csat_score", "integer", false),
+        ("bot_id", "text", false),
+        ("intent", "text", false),
+        ("confidence", "double precision", false),
+        ("workflow_id", "text", false),
+        ("store", "text", false),
+        ("order_id", "text", false),
+        ("order_total", "double precision", false),
+        ("currency", "text", false),
+        ("duration_ms", "bigint", false),
+        ("tags", "text[]", false),
+        ("attributes", "text", false),
+    ]
+    .map(|(name, ty, not_null)| (name.to_string(), ty.to_string(), not_null));
+    assert_eq!(columns, spec);
+    // No defaults, identities or collations to report.
+    for row in &rows {
+        let default: Option<String> = row.get("default");
+        let identity: Option<String> = row.get("identity_options");
+        let collation: Option<String> = row.get("collation");
+        assert_eq!((default, identity, collation), (None, None, None));
+    }
+    // The same rewrite turns SQLAlchemy's `LIKE … ESCAPE '/'` into
+    // DataFusion's backslash escapes (get_schema_names), in catalog
+    // queries only: a query reading no pg_catalog table is left as written.
+    let schemas = c
+        .query(
+            "SELECT nspname FROM pg_catalog.pg_namespace \
+             WHERE (nspname NOT LIKE $1::VARCHAR || '%' ESCAPE '/') ORDER BY nspname",
+            &[&"pg/_"],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("get_schema_names query: {e:?}"));
+    let schemas: Vec<String> = schemas.iter().map(|r| r.get(0)).collect();
+    assert!(schemas.contains(&"public".to_string()), "{schemas:?}");
+    assert!(!schemas.iter().any(|s| s.starts_with("pg_")), "{schemas:?}");
+    let user = c.simple_query("SELECT 'a_b' LIKE 'a/_b' ESCAPE '/'").await;
+    assert!(user.is_err(), "{user:?}");
+}

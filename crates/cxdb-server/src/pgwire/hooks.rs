@@ -17,17 +17,20 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfParserStatement;
 use datafusion::sql::sqlparser::ast::{CopyTarget, ObjectType, Set, Statement};
 use datafusion_postgres::QueryHook;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::HookClient;
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::Type;
+use datafusion_postgres::pgwire::api::portal::Format;
 use datafusion_postgres::pgwire::api::results::{
     DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::response::TransactionStatus;
+use datafusion_postgres::pgwire::types::format::FormatOptions;
 
 use super::error::SqlStateError;
-use super::{copy, cursor};
+use super::{catalog, copy, cursor};
 
 /// Runs on every statement of a connection, as its principal.
 #[derive(Debug)]
@@ -184,11 +187,14 @@ pub(crate) async fn plan_read_only(
     }
 }
 
-/// DataFusion's logical plan of `statement` in `ctx`.
+/// DataFusion's logical plan of `statement` in `ctx`, after the catalog
+/// rewrite (catalog.rs) when it reads `pg_catalog`.
 pub(crate) async fn plan_statement(
     statement: &Statement,
     ctx: &SessionContext,
 ) -> PgWireResult<LogicalPlan> {
+    let rewritten = catalog::rewrite(statement, ctx).await;
+    let statement = rewritten.as_ref().unwrap_or(statement);
     ctx.state()
         .statement_to_plan(DfParserStatement::Statement(Box::new(statement.clone())))
         .await
@@ -306,8 +312,16 @@ impl QueryHook for CxdbHook {
                 Some(cursor::declare(statement, &ParamValues::List(vec![]), ctx, client).await)
             }
             // datafusion-postgres plans it again to run it; planning is
-            // cheap next to running, and its own path stays intact.
-            Action::Plan => plan_read_only(statement, ctx).await.err().map(Err),
+            // cheap next to running, and its own path stays intact. A
+            // rewritten catalog query is run here: datafusion-postgres
+            // would run the statement as the client wrote it.
+            Action::Plan => match plan_read_only(statement, ctx).await {
+                Err(e) => Some(Err(e)),
+                Ok(plan) if catalog::rewrite(statement, ctx).await.is_some() => {
+                    Some(run_plan(plan, ctx, &*client).await)
+                }
+                Ok(_) => None,
+            },
             Action::View => Some(self.view_statement(statement).await),
             Action::Export => {
                 Some(copy::copy_to_file(&self.executor, &self.principal, statement).await)
@@ -350,6 +364,22 @@ impl QueryHook for CxdbHook {
             _ => None,
         }
     }
+}
+
+/// Runs `plan` and answers its rows in text, as datafusion-postgres answers
+/// a simple query.
+async fn run_plan(
+    plan: LogicalPlan,
+    ctx: &SessionContext,
+    client: &dyn HookClient,
+) -> PgWireResult<Response> {
+    let frame = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+    let rows = encode_dataframe(frame, &Format::UnifiedText, Some(options)).await?;
+    Ok(Response::Query(rows))
 }
 
 /// After an error inside BEGIN … only COMMIT or ROLLBACK (both roll back)
