@@ -333,28 +333,7 @@ impl CopyTo {
                 ))
             })?,
         };
-        let query = match source {
-            CopySource::Query(query) => Statement::Query(query.clone()),
-            CopySource::Table {
-                table_name,
-                columns,
-            } => {
-                let projection = if columns.is_empty() {
-                    "*".to_string()
-                } else {
-                    columns
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                let sql = format!("SELECT {projection} FROM {table_name}");
-                Parser::parse_sql(&PostgreSqlDialect {}, &sql)
-                    .map_err(DataFusionError::from)?
-                    .pop()
-                    .ok_or_else(|| DataFusionError::Plan("empty COPY source".into()))?
-            }
-        };
+        let query = copy_source_query(source)?;
         Ok(Self {
             query,
             target,
@@ -368,6 +347,33 @@ impl CopyTo {
 /// `sql` as a `COPY` statement when it is one (the executor's entry): the
 /// PostgreSQL form `COPY (query) TO 'file' (FORMAT …)` that every protocol
 /// accepts, which DataFusion's own parser does not.
+/// The query a `COPY` reads: `COPY (query) TO …` as it is, `COPY table
+/// [(columns)] TO …` as `SELECT columns FROM table`. Shared with pgwire's
+/// `COPY … TO STDOUT`.
+pub fn copy_source_query(source: &CopySource) -> datafusion::error::Result<Statement> {
+    match source {
+        CopySource::Query(query) => Ok(Statement::Query(query.clone())),
+        CopySource::Table {
+            table_name,
+            columns,
+        } => {
+            let projection = if columns.is_empty() {
+                "*".to_string()
+            } else {
+                columns
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!("SELECT {projection} FROM {table_name}");
+            Parser::parse_sql(&PostgreSqlDialect {}, &sql)?
+                .pop()
+                .ok_or_else(|| DataFusionError::Plan("empty COPY source".into()))
+        }
+    }
+}
+
 pub(crate) fn copy_statement(sql: &str) -> Result<Option<Statement>> {
     let first = sql
         .trim_start()

@@ -34,7 +34,7 @@ pub use executor::{
     CatalogListing, ExplainOutput, Principal, QueryExecutor, SharedExecutor, StatementInfo,
     TableInfo,
 };
-pub use export::{ClientExport, may_export};
+pub use export::{ClientExport, copy_source_query, may_export};
 pub use limits::{LimitExceeded, QueryLimits, default_query_memory};
 pub use views::{PREDEFINED_VIEWS, PredefinedView};
 

@@ -9,10 +9,11 @@ mod ingest;
 mod storage;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -226,6 +227,72 @@ fn fmt_int(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The benchmark's data directory; a default one is removed on drop unless
+/// kept. Subdirectories are per measurement.
+pub(crate) struct DataDir {
+    pub(crate) path: PathBuf,
+    remove: bool,
+    keep: bool,
+}
+
+impl DataDir {
+    /// `kind` names the default directory: `target/bench-data/<kind>-<time>-<pid>`.
+    pub(crate) fn new(kind: &str, dir: Option<PathBuf>, keep: bool) -> anyhow::Result<Self> {
+        let (path, remove) = match dir {
+            Some(d) => (d, false),
+            None => {
+                let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+                let name = format!("{kind}-{stamp}-{}", std::process::id());
+                (PathBuf::from("target/bench-data").join(name), !keep)
+            }
+        };
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self { path, remove, keep })
+    }
+
+    /// A subdirectory that must not exist yet: old data would change the
+    /// measurement (dedup would see the ids as duplicates).
+    pub(crate) fn fresh_subdir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.path.join(name);
+        if dir.exists() {
+            bail!("{} already exists; use an empty --dir", dir.display());
+        }
+        Ok(dir)
+    }
+
+    /// Frees the disk between measurements unless --keep.
+    pub(crate) fn remove_subdir(&self, dir: &Path) {
+        if !self.keep
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            eprintln!("could not remove {}: {e}", dir.display());
+        }
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.remove
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+        {
+            eprintln!("could not remove {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Microseconds, 1 µs to 1 hour, 3 significant digits.
+pub(crate) fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
+}
+
+pub(crate) fn ms(micros: u64) -> f64 {
+    micros as f64 / 1e3
+}
+
+pub(crate) fn yes_no(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
 }
 
 #[cfg(test)]

@@ -14,10 +14,9 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use cxdb_proto::v1::admin_service_client::AdminServiceClient;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
-use cxdb_proto::v1::query_service_client::QueryServiceClient;
 use cxdb_proto::v1::{
     BusinessCalendar, CreateTokenRequest, FlushRequest, ListRequest, RevokeTokenRequest,
-    SqlRequest, WriteRequest,
+    WriteRequest,
 };
 use futures::StreamExt;
 use tokio_postgres::NoTls;
@@ -25,20 +24,9 @@ use tokio_postgres::error::SqlState;
 use tonic::Code;
 
 use crate::flightsql::{fetch, status, strings};
-use crate::server::{TestServer, event};
+use crate::server::{TestServer, event, with_token};
 
 const ADMIN: &str = "bootstrap-admin-token-for-tests";
-
-fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(msg);
-    if let Some(t) = token {
-        let value = format!("Bearer {t}")
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
 
 struct Secured {
     server: TestServer,
@@ -54,19 +42,7 @@ impl Secured {
     }
 
     async fn create(&self, name: &str, role: &str, tenant: Option<&str>) -> (String, String) {
-        let mut admin = AdminServiceClient::new(self.server.channel().await);
-        let out = admin
-            .create_token(with_token(
-                CreateTokenRequest {
-                    name: name.into(),
-                    role: role.into(),
-                    tenant_id: tenant.map(str::to_string),
-                },
-                Some(ADMIN),
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("create {name}: {e}"))
-            .into_inner();
+        let out = self.server.create_token(ADMIN, name, role, tenant).await;
         let info = out.info.unwrap_or_else(|| panic!("no info"));
         assert_eq!(info.role, role);
         assert_eq!(info.tenant_id.as_deref(), tenant);
@@ -101,20 +77,7 @@ impl Secured {
 
     /// The first column of the first row of `sql` over gRPC, as text.
     async fn scalar(&self, token: Option<&str>, sql: &str) -> Result<String, tonic::Status> {
-        let mut client = QueryServiceClient::new(self.server.channel().await);
-        let mut stream = client
-            .sql(with_token(SqlRequest { sql: sql.into() }, token))
-            .await?
-            .into_inner();
-        let mut ipc = Vec::new();
-        while let Some(msg) = stream.next().await {
-            ipc.extend_from_slice(&msg?.arrow_ipc);
-        }
-        let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
-            .unwrap_or_else(|e| panic!("bad IPC: {e}"));
-        let batches: Vec<_> = reader
-            .map(|b| b.unwrap_or_else(|e| panic!("{e}")))
-            .collect();
+        let batches = self.server.sql_as(token, sql).await?;
         Ok(strings(&batches, 0).into_iter().next().unwrap_or_default())
     }
 }

@@ -10,10 +10,9 @@ use std::process::{Command, Output};
 
 use arrow::array::{Array, Int64Array, RecordBatch, StringArray};
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use cxdb_proto::v1::admin_service_client::AdminServiceClient;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
 use cxdb_proto::v1::query_service_client::QueryServiceClient;
-use cxdb_proto::v1::{CreateTokenRequest, SqlRequest, WriteRequest};
+use cxdb_proto::v1::{SqlRequest, WriteRequest};
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tokio_postgres::NoTls;
@@ -21,37 +20,14 @@ use tokio_postgres::error::SqlState;
 use tonic::Code;
 
 use crate::flightsql::{fetch, strings};
-use crate::server::{TestServer, event};
+use crate::server::{TestServer, event, with_token};
 
 const ADMIN: &str = "bootstrap-admin-token-for-exports";
-
-fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(msg);
-    if let Some(t) = token {
-        let value = format!("Bearer {t}")
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}"));
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
 
 /// A token of `role` (scoped to `tenant`), made by the bootstrap admin: the
 /// token and its id.
 async fn create(s: &TestServer, name: &str, role: &str, tenant: Option<&str>) -> (String, String) {
-    let mut admin = AdminServiceClient::new(s.channel().await);
-    let out = admin
-        .create_token(with_token(
-            CreateTokenRequest {
-                name: name.into(),
-                role: role.into(),
-                tenant_id: tenant.map(str::to_string),
-            },
-            Some(ADMIN),
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("create {name}: {e}"))
-        .into_inner();
+    let out = s.create_token(ADMIN, name, role, tenant).await;
     let id = out.info.map(|i| i.id).unwrap_or_default();
     (out.token, id)
 }

@@ -7,9 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use cxdb_proto::v1::admin_service_client::AdminServiceClient;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
 use cxdb_proto::v1::query_service_client::QueryServiceClient;
-use cxdb_proto::v1::{Event, SqlRequest};
+use cxdb_proto::v1::{CreateTokenRequest, CreateTokenResponse, Event, SqlRequest};
 use futures::StreamExt;
 
 pub(crate) struct TestServer {
@@ -101,9 +102,18 @@ impl TestServer {
 
     /// Runs SQL over gRPC; Err is the status.
     pub(crate) async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
+        self.sql_as(None, sql).await
+    }
+
+    /// Runs SQL over gRPC presenting `token`; Err is the status.
+    pub(crate) async fn sql_as(
+        &self,
+        token: Option<&str>,
+        sql: &str,
+    ) -> Result<Vec<RecordBatch>, tonic::Status> {
         let mut client = QueryServiceClient::new(self.channel().await);
         let mut stream = client
-            .sql(SqlRequest { sql: sql.into() })
+            .sql(with_token(SqlRequest { sql: sql.into() }, token))
             .await?
             .into_inner();
         let mut ipc = Vec::new();
@@ -115,6 +125,29 @@ impl TestServer {
         Ok(reader
             .map(|b| b.unwrap_or_else(|e| panic!("{e}")))
             .collect())
+    }
+
+    /// Creates a token through `AdminService` with the bootstrap `admin`
+    /// token (`--admin-token`).
+    pub(crate) async fn create_token(
+        &self,
+        admin: &str,
+        name: &str,
+        role: &str,
+        tenant: Option<&str>,
+    ) -> CreateTokenResponse {
+        AdminServiceClient::new(self.channel().await)
+            .create_token(with_token(
+                CreateTokenRequest {
+                    name: name.into(),
+                    role: role.into(),
+                    tenant_id: tenant.map(str::to_string),
+                },
+                Some(admin),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("create token {name}: {e}"))
+            .into_inner()
     }
 
     /// `SELECT count(*) …` as a number.
@@ -163,6 +196,18 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `msg` with `authorization: Bearer <token>` when a token is given.
+pub(crate) fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(msg);
+    if let Some(t) = token {
+        let value = format!("Bearer {t}")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
 }
 
 /// 2026-01-01T00:00:00Z

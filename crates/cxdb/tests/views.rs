@@ -6,62 +6,25 @@
 //! tenant's view, and reads only its own rows through a global one.
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use cxdb_proto::v1::admin_service_client::AdminServiceClient;
+use cxdb_proto::v1::WriteRequest;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
-use cxdb_proto::v1::query_service_client::QueryServiceClient;
-use cxdb_proto::v1::{CreateTokenRequest, SqlRequest, WriteRequest};
-use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tonic::Code;
 
 use crate::flightsql::strings;
-use crate::server::{TestServer, event};
+use crate::server::{TestServer, event, with_token};
 
 const ADMIN: &str = "bootstrap-admin-token-for-views";
 
-fn with_token<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(msg);
-    let value = format!("Bearer {token}")
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"));
-    request.metadata_mut().insert("authorization", value);
-    request
-}
-
 async fn token(s: &TestServer, name: &str, role: &str, tenant: Option<&str>) -> String {
-    AdminServiceClient::new(s.channel().await)
-        .create_token(with_token(
-            CreateTokenRequest {
-                name: name.into(),
-                role: role.into(),
-                tenant_id: tenant.map(str::to_string),
-            },
-            ADMIN,
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_inner()
-        .token
+    s.create_token(ADMIN, name, role, tenant).await.token
 }
 
 /// The first value of the first row of `sql` over gRPC, as text ("" for
 /// no rows).
 async fn sql(s: &TestServer, token: &str, sql: &str) -> Result<String, tonic::Status> {
-    let mut client = QueryServiceClient::new(s.channel().await);
-    let mut stream = client
-        .sql(with_token(SqlRequest { sql: sql.into() }, token))
-        .await?
-        .into_inner();
-    let mut ipc = Vec::new();
-    while let Some(msg) = stream.next().await {
-        ipc.extend_from_slice(&msg?.arrow_ipc);
-    }
-    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
-        .unwrap_or_else(|e| panic!("bad IPC: {e}"));
-    let batches: Vec<_> = reader
-        .map(|b| b.unwrap_or_else(|e| panic!("{e}")))
-        .collect();
+    let batches = s.sql_as(Some(token), sql).await?;
     if batches.iter().all(|b| b.num_columns() == 0) {
         return Ok(String::new());
     }
@@ -122,7 +85,7 @@ async fn custom_views_over_every_protocol_scoped_and_persisted() {
                 ],
                 atomic: true,
             },
-            ADMIN,
+            Some(ADMIN),
         ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));

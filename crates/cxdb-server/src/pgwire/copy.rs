@@ -13,10 +13,8 @@ use cxdb_query::{Principal, SharedExecutor};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Ident, Statement,
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopyTarget, Ident, Statement,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::encoder::encode_value;
 use datafusion_postgres::pgwire::api::portal::Format;
@@ -218,30 +216,8 @@ pub(crate) async fn copy_to_stdout(
         .into());
     }
     let options = Options::parse(options, legacy_options)?;
-    let query = match source {
-        CopySource::Query(query) => Statement::Query(query.clone()),
-        CopySource::Table {
-            table_name,
-            columns,
-        } => {
-            let projection = if columns.is_empty() {
-                "*".to_string()
-            } else {
-                columns
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let sql = format!("SELECT {projection} FROM {table_name}");
-            Parser::parse_sql(&PostgreSqlDialect {}, &sql)
-                .map_err(|e| PgWireError::ApiError(Box::new(e)))?
-                .pop()
-                .ok_or_else(|| {
-                    PgWireError::from(SqlStateError::new("42601", "empty COPY source"))
-                })?
-        }
-    };
+    let query =
+        cxdb_query::copy_source_query(source).map_err(|e| PgWireError::ApiError(Box::new(e)))?;
     let plan = plan_read_only(&query, ctx).await?;
     let df = ctx
         .execute_logical_plan(plan)

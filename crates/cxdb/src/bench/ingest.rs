@@ -19,7 +19,7 @@
 //! runs over gRPC `QueryService.Sql` until the count includes the batch.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,10 @@ use tokio::net::TcpStream;
 use tonic::transport::Channel;
 
 use super::events::Generator;
-use super::{IngestArgs, fmt_bytes, fmt_int, load_average, machine_header, proc_kib};
+use super::{
+    DataDir, IngestArgs, fmt_bytes, fmt_int, load_average, machine_header, ms, new_histogram,
+    proc_kib, yes_no,
+};
 
 const BATCH_SIZES: [usize; 2] = [100, 10_000];
 const CLIENTS: [usize; 2] = [1, 8];
@@ -117,7 +120,7 @@ pub(super) async fn run(args: &IngestArgs) -> anyhow::Result<String> {
     } else {
         args.protocols.clone()
     };
-    let work = WorkDir::new(args.dir.clone(), args.keep)?;
+    let work = DataDir::new("ingest", args.dir.clone(), args.keep)?;
     let mut r = machine_header("cxdb ingest benchmark");
     let _ = writeln!(
         r,
@@ -858,56 +861,6 @@ impl Server {
     }
 }
 
-/// The benchmark's work directory; a default one is removed at the end
-/// unless kept.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
-    keep: bool,
-}
-
-impl WorkDir {
-    fn new(dir: Option<PathBuf>, keep: bool) -> anyhow::Result<Self> {
-        let (path, remove) = match dir {
-            Some(d) => (d, false),
-            None => {
-                let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-                let name = format!("ingest-{stamp}-{}", std::process::id());
-                (PathBuf::from("target/bench-data").join(name), !keep)
-            }
-        };
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        let path = path.canonicalize()?;
-        Ok(Self { path, remove, keep })
-    }
-
-    fn fresh_subdir(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.path.join(name);
-        if dir.exists() {
-            bail!("{} already exists; use an empty --dir", dir.display());
-        }
-        Ok(dir)
-    }
-
-    fn remove_subdir(&self, dir: &Path) {
-        if !self.keep
-            && let Err(e) = std::fs::remove_dir_all(dir)
-        {
-            eprintln!("could not remove {}: {e}", dir.display());
-        }
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if self.remove
-            && let Err(e) = std::fs::remove_dir_all(&self.path)
-        {
-            eprintln!("could not remove {}: {e}", self.path.display());
-        }
-    }
-}
-
 fn best_rate(cells: &[Cell], proto: Protocol, batch: usize) -> Option<&Cell> {
     cells
         .iter()
@@ -1037,19 +990,6 @@ fn write_fresh(r: &mut String, fresh: &[Fresh]) {
             ms(f.acks.value_at_quantile(0.99)),
         );
     }
-}
-
-/// Microseconds, 1 µs to 1 hour, 3 significant digits.
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1e3
-}
-
-fn yes_no(met: bool) -> &'static str {
-    if met { "yes" } else { "**no**" }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use hdrhistogram::Histogram;
 
 use super::events::Generator;
 use super::{
-    StorageArgs, fmt_bytes, fmt_int, load_average, machine_header, peak_rss_bytes, process_cpu_secs,
+    DataDir, StorageArgs, fmt_bytes, fmt_int, load_average, machine_header, ms, new_histogram,
+    peak_rss_bytes, process_cpu_secs, yes_no,
 };
 
 const BATCH_SIZES: [usize; 3] = [1, 100, 10_000];
@@ -45,7 +46,7 @@ pub(super) async fn run(args: &StorageArgs) -> anyhow::Result<String> {
     if args.events == 0 {
         bail!("--events must be at least 1");
     }
-    let data = DataDir::new(args.dir.clone(), args.keep)?;
+    let data = DataDir::new("storage", args.dir.clone(), args.keep)?;
     let mut r = machine_header("cxdb storage benchmark");
     let (p50, p99) = fsync_probe(&data.path).await?;
     let _ = writeln!(
@@ -657,58 +658,6 @@ fn write_buffered(r: &mut String, b: &Buffered) {
     }
 }
 
-/// The benchmark's data directory; a default one is removed on drop unless
-/// kept. Subdirectories are per measurement.
-struct DataDir {
-    path: PathBuf,
-    remove: bool,
-    keep: bool,
-}
-
-impl DataDir {
-    fn new(dir: Option<PathBuf>, keep: bool) -> anyhow::Result<Self> {
-        let (path, remove) = match dir {
-            Some(d) => (d, false),
-            None => {
-                let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-                let name = format!("storage-{stamp}-{}", std::process::id());
-                (PathBuf::from("target/bench-data").join(name), !keep)
-            }
-        };
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self { path, remove, keep })
-    }
-
-    /// A subdirectory that must not exist yet: old data would change the
-    /// measurement (dedup would see the ids as duplicates).
-    fn fresh_subdir(&self, name: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.path.join(name);
-        if dir.exists() {
-            bail!("{} already exists; use an empty --dir", dir.display());
-        }
-        Ok(dir)
-    }
-
-    /// Frees the disk between measurements unless --keep.
-    fn remove_subdir(&self, dir: &Path) {
-        if !self.keep
-            && let Err(e) = std::fs::remove_dir_all(dir)
-        {
-            eprintln!("could not remove {}: {e}", dir.display());
-        }
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        if self.remove
-            && let Err(e) = std::fs::remove_dir_all(&self.path)
-        {
-            eprintln!("could not remove {}: {e}", self.path.display());
-        }
-    }
-}
-
 /// p50 and p99 (ms) of 200 appends of 4 KiB, each followed by fdatasync.
 async fn fsync_probe(dir: &Path) -> anyhow::Result<(f64, f64)> {
     let path = dir.join("fsync-probe");
@@ -731,17 +680,4 @@ async fn fsync_probe(dir: &Path) -> anyhow::Result<(f64, f64)> {
         ))
     })
     .await?
-}
-
-/// Microseconds, 1 µs to 1 hour, 3 significant digits.
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
-}
-
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1e3
-}
-
-fn yes_no(met: bool) -> &'static str {
-    if met { "yes" } else { "**no**" }
 }
