@@ -1,7 +1,10 @@
 -- journeys — one row per customer journey (tenant_id, journey_id).
 --
 -- SPEC §3 "Journey", over journey_steps (identity stitching and the 24 h
--- split are described there). Per journey:
+-- split are described there). Grouped by person_id as well as journey_id
+-- (which determines it), so that a filter on person_id ("this customer's
+-- journeys") reaches journey_steps' per-person windows instead of every
+-- journey of the tenant being built first. Per journey:
 --   person_id, started_at, ended_at (latest end of its steps)
 --   steps, conversations, orders
 --   channel_path        the conversations' channels in step order
@@ -20,7 +23,7 @@
 --                       the step with the largest duration_s
 CREATE VIEW journeys AS
 WITH conversation_facts AS (
-    SELECT tenant_id, journey_id,
+    SELECT tenant_id, person_id, journey_id,
         count(*) AS conversations,
         array_agg(channel ORDER BY step) AS channel_path,
         sum(handoffs) AS handoffs,
@@ -31,18 +34,17 @@ WITH conversation_facts AS (
         last_value(resolved_at IS NOT NULL ORDER BY step) AS last_resolved
     FROM journey_steps
     WHERE kind = 'conversation'
-    GROUP BY tenant_id, journey_id
+    GROUP BY tenant_id, person_id, journey_id
 ),
 first_replies AS (
-    SELECT s.tenant_id, s.journey_id, min(c.first_agent_reply_at) AS first_agent_reply_at
+    SELECT s.tenant_id, s.person_id, s.journey_id, min(c.first_agent_reply_at) AS first_agent_reply_at
     FROM journey_steps s
     JOIN conversations c ON c.tenant_id = s.tenant_id AND c.conversation_id = s.conversation_id
     WHERE s.kind = 'conversation'
-    GROUP BY s.tenant_id, s.journey_id
+    GROUP BY s.tenant_id, s.person_id, s.journey_id
 ),
 all_steps AS (
-    SELECT tenant_id, journey_id,
-        min(person_id) AS person_id,
+    SELECT tenant_id, person_id, journey_id,
         min(started_at) AS started_at,
         max(ended_at) AS ended_at,
         count(*) AS steps,
@@ -51,7 +53,7 @@ all_steps AS (
         max(duration_s) AS slowest_step_s,
         first_value(conversation_id ORDER BY duration_s DESC NULLS LAST, step) AS slowest_conversation_id
     FROM journey_steps
-    GROUP BY tenant_id, journey_id
+    GROUP BY tenant_id, person_id, journey_id
 )
 SELECT
     a.tenant_id,
@@ -77,5 +79,7 @@ SELECT
     a.slowest_step_s,
     a.slowest_conversation_id
 FROM all_steps a
-LEFT JOIN conversation_facts c ON c.tenant_id = a.tenant_id AND c.journey_id = a.journey_id
-LEFT JOIN first_replies r ON r.tenant_id = a.tenant_id AND r.journey_id = a.journey_id
+LEFT JOIN conversation_facts c
+    ON c.tenant_id = a.tenant_id AND c.person_id = a.person_id AND c.journey_id = a.journey_id
+LEFT JOIN first_replies r
+    ON r.tenant_id = a.tenant_id AND r.person_id = a.person_id AND r.journey_id = a.journey_id

@@ -14,6 +14,7 @@ mod executor;
 mod export;
 pub mod functions;
 mod limits;
+mod materialized;
 pub mod pruning;
 mod views;
 
@@ -36,6 +37,7 @@ pub use executor::{
 };
 pub use export::{ClientExport, copy_source_query, may_export};
 pub use limits::{LimitExceeded, QueryLimits, default_query_memory};
+pub use materialized::MaintenanceStats;
 pub use views::{PREDEFINED_VIEWS, PredefinedView};
 
 /// Creates sessions over one storage engine. Clones share the memory pool
@@ -50,6 +52,10 @@ pub struct QueryEngine {
     guard: Arc<limits::Guard>,
     /// Where `COPY … TO 'file'` may write, and the audit log of exports.
     exports: Arc<export::Exports>,
+    /// The maintained rows of `conversation_state` (`materialized.rs`).
+    conversation_state: Arc<materialized::ConversationState>,
+    /// The last `journey_map()` computed (`functions/journey.rs`).
+    journey_map: Arc<views::MapCache>,
 }
 
 impl QueryEngine {
@@ -65,8 +71,13 @@ impl QueryEngine {
         let url = url::Url::parse(LAKE_URL).map_err(|e| Error::Internal(e.to_string()))?;
         runtime.register_object_store(&url, Arc::clone(&storage.lake().store));
         let audit = AuditLog::open(storage.config().data_dir.join("audit"))?;
+        let conversation_state = Arc::new(materialized::ConversationState::new(
+            storage.subscribe_conversation_changes(),
+        ));
         Ok(Self {
             storage,
+            conversation_state,
+            journey_map: Arc::default(),
             runtime,
             guard,
             exports: Arc::new(export::Exports {
@@ -96,27 +107,67 @@ impl QueryEngine {
 
     /// A session seeing every tenant (`scope = None`) or only one.
     pub fn session(&self, scope: Option<&str>) -> Result<SessionContext> {
+        self.build_session(scope, true)
+    }
+
+    /// An unscoped session in which `conversation_state` is a plain view:
+    /// the one that computes the maintained rows (outside the query limits
+    /// but in the shared memory pool).
+    pub(crate) fn plain_session(&self) -> Result<SessionContext> {
+        self.build_session(None, false)
+    }
+
+    pub(crate) fn conversation_state(&self) -> &materialized::ConversationState {
+        &self.conversation_state
+    }
+
+    /// Brings the maintained `conversation_state` rows up to date (built
+    /// from every event the first time).
+    pub async fn warm_up(&self) -> Result<()> {
+        self.conversation_state
+            .read(self, |_| false)
+            .await
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+
+    /// How the maintained `conversation_state` rows were kept up to date.
+    pub fn maintenance_stats(&self) -> MaintenanceStats {
+        self.conversation_state.stats()
+    }
+
+    fn build_session(&self, scope: Option<&str>, materialize: bool) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("cxdb", "public");
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(Arc::clone(&self.runtime))
-            .with_default_features()
-            .with_query_planner(Arc::new(limits::LimitedPlanner {
+            .with_default_features();
+        // Queries run under the limits. The computation of the maintained
+        // state does not: it runs inside a query (which holds a slot and
+        // its time limit) or at start, must not wait for a second slot,
+        // and its rows are not a result; it shares the memory pool.
+        if materialize {
+            state = state.with_query_planner(Arc::new(limits::LimitedPlanner {
                 guard: Arc::clone(&self.guard),
-            }))
-            .build();
+            }));
+        }
+        let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         // Before anything that plans SQL (views) can refer to them.
-        let snapshot = functions::CatalogSnapshot::new(&self.storage.manifest(), scope);
-        functions::register_all(&ctx, Arc::new(snapshot));
+        functions::register_all_live(&ctx, Arc::clone(&self.storage), scope);
         views::install(
             &ctx,
-            Some(views::CustomViews {
+            views::CustomViews {
                 storage: Arc::clone(&self.storage),
                 scope: scope.map(str::to_string),
+            },
+            materialize.then(|| views::Materialized {
+                engine: self.clone(),
+                scope: scope.map(str::to_string),
             }),
+            Arc::clone(&self.journey_map),
         )?;
         let scope = scope.map(str::to_string);
         ctx.register_table(

@@ -30,6 +30,8 @@ use datafusion::sql::parser::{DFParser, Statement};
 #[path = "functions/journey.rs"]
 mod journey;
 
+pub(crate) use journey::MapCache;
+
 /// One predefined view: its name (SPEC §4) and the text of its file.
 #[derive(Debug, Clone, Copy)]
 pub struct PredefinedView {
@@ -51,6 +53,7 @@ macro_rules! view {
 pub static PREDEFINED_VIEWS: &[PredefinedView] = &[
     view!("handoffs"),
     view!("bot_sessions"),
+    view!("conversation_state"),
     view!("conversations"),
     view!("replies"),
     view!("sla_status"),
@@ -106,6 +109,16 @@ pub(crate) struct ViewSchema {
     /// lookup so that a long-lived session (pgwire) sees views created after
     /// it started.
     custom: Option<CustomViews>,
+    /// Where `conversation_state` reads its maintained rows; `None`: it is
+    /// computed as a plain view (the sessions that maintain the rows).
+    materialized: Option<Materialized>,
+}
+
+/// The maintained `conversation_state` rows a session reads.
+#[derive(Debug, Clone)]
+pub(crate) struct Materialized {
+    pub(crate) engine: crate::QueryEngine,
+    pub(crate) scope: Option<String>,
 }
 
 /// Where a session finds its custom views.
@@ -146,12 +159,13 @@ impl std::fmt::Debug for ViewSchema {
 }
 
 impl ViewSchema {
-    fn new(custom: Option<CustomViews>) -> Self {
+    fn new(custom: Option<CustomViews>, materialized: Option<Materialized>) -> Self {
         Self {
             tables: MemorySchemaProvider::new(),
             state: OnceLock::new(),
             planned: Mutex::new(HashMap::new()),
             custom,
+            materialized,
         }
     }
 
@@ -223,7 +237,9 @@ pub(crate) fn is_predefined(name: &str) -> bool {
 /// any table is registered in it.
 pub(crate) fn install(
     ctx: &datafusion::prelude::SessionContext,
-    custom: Option<CustomViews>,
+    custom: CustomViews,
+    materialized: Option<Materialized>,
+    journey_cache: Arc<MapCache>,
 ) -> Result<()> {
     let (catalog, schema_name) = {
         let state = ctx.state_ref();
@@ -237,11 +253,18 @@ pub(crate) fn install(
     let catalog = ctx
         .catalog(&catalog)
         .ok_or_else(|| DataFusionError::Internal(format!("no catalog {catalog}")))?;
-    ctx.register_udtf("journey_map", Arc::new(journey::JourneyMapFunction));
+    ctx.register_udtf(
+        "journey_map",
+        Arc::new(journey::JourneyMapFunction {
+            cache: journey_cache,
+            storage: Arc::clone(&custom.storage),
+            scope: custom.scope.clone(),
+        }),
+    );
     ctx.register_udwf(datafusion::logical_expr::WindowUDF::new_from_impl(
         journey::JourneyIdFunction::new(),
     ));
-    let schema = Arc::new(ViewSchema::new(custom));
+    let schema = Arc::new(ViewSchema::new(Some(custom), materialized));
     schema.attach(ctx);
     catalog.register_schema(&schema_name, schema)?;
     Ok(())
@@ -276,10 +299,19 @@ impl SchemaProvider for ViewSchema {
         }
         if let Some(index) = view_index(name) {
             let predefined: Arc<str> = Arc::from("");
-            return self
-                .cached(name, &predefined, || self.plan(index))
-                .await
-                .map(Some);
+            let view = self.cached(name, &predefined, || self.plan(index)).await?;
+            if let Some(m) = &self.materialized
+                && name == crate::materialized::VIEW
+            {
+                // The plain view's plan gives the schema; the rows come
+                // from the maintained state.
+                return Ok(Some(Arc::new(crate::materialized::StateTable::new(
+                    m.engine.clone(),
+                    m.scope.clone(),
+                    view.schema(),
+                ))));
+            }
+            return Ok(Some(view));
         }
         let Some(view) = self.custom.as_ref().and_then(|c| c.find(name)) else {
             return Ok(None);

@@ -330,3 +330,49 @@ async fn copy_to_an_object_store_prefix_with_a_parameter() {
         "{err}"
     );
 }
+
+/// A long-lived session (a pgwire connection) sees calendars and SLA
+/// policies added after it was created, in the functions as in the tables.
+#[tokio::test]
+async fn functions_follow_catalog_changes_in_an_open_session() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = storage(dir.path(), 1000).await;
+    let engine =
+        QueryEngine::new(Arc::clone(&s), QueryLimits::default()).unwrap_or_else(|e| panic!("{e}"));
+    let ctx = engine.session(None).unwrap_or_else(|e| panic!("{e}"));
+    let sql = "SELECT sla_policy_for('acme', 'urgent', 'chat'), \
+        business_seconds(TIMESTAMP '2026-01-05T08:00:00Z', TIMESTAMP '2026-01-05T18:00:00Z', 'office', 'acme')";
+    let run = |ctx: datafusion::prelude::SessionContext| async move {
+        ctx.sql(sql).await?.collect().await
+    };
+    // Before: no such calendar.
+    let err = run(ctx.clone()).await.err().map(|e| e.to_string());
+    assert!(
+        err.as_deref().is_some_and(|e| e.contains("office")),
+        "{err:?}"
+    );
+    s.commit_catalog(|m| {
+        m.upsert_calendar(BusinessCalendar {
+            tenant_id: "acme".into(),
+            calendar_id: "office".into(),
+            timezone: "UTC".into(),
+            weekly_hours: WeeklyHours::parse_json(r#"{"mon":[["09:00","17:00"]]}"#)?,
+            holidays: Vec::new(),
+        })?;
+        m.upsert_sla_policy(SlaPolicy {
+            tenant_id: "acme".into(),
+            policy_id: "urgent".into(),
+            priority: Some("urgent".into()),
+            channel: None,
+            calendar_id: Some("office".into()),
+            first_response_s: Some(300),
+            next_response_s: None,
+            resolution_s: None,
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The same session: 2026-01-05 is a Monday, 08:00–18:00 holds 8 office hours.
+    let b = run(ctx).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(strings(&b, 0), vec!["urgent"]);
+    assert_eq!(strings(&b, 1), vec!["28800.0"]);
+}

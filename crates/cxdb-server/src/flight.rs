@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder, FlightRecordBatchStream};
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -168,6 +168,60 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::from(Error::Internal(e.to_string()))
 }
 
+/// The schema results are sent with: view types (`Utf8View`, `BinaryView`),
+/// at any depth, as their plain forms. DataFusion's logical plans (the
+/// schema `GetFlightInfo` announces) and its execution (the batches `DoGet`
+/// streams) do not always agree on them — `array_agg` over a string column
+/// is `List(Utf8)` in one and `List(Utf8View)` in the other, and clients
+/// (ADBC) refuse a stream whose schema differs from the announced one — and
+/// not every Flight SQL client reads view types.
+fn wire_schema(schema: &Schema) -> Schema {
+    Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| wire_field(f))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    )
+}
+
+fn wire_field(field: &Field) -> Field {
+    field.clone().with_data_type(wire_type(field.data_type()))
+}
+
+fn wire_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(f) => DataType::List(Arc::new(wire_field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(wire_field(f))),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(Arc::new(wire_field(f)), *n),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| wire_field(f)).collect())
+        }
+        DataType::Map(f, sorted) => DataType::Map(Arc::new(wire_field(f)), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// `batch` with the columns of `schema` (casting view types to plain ones).
+fn to_wire(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns)
+}
+
 /// A `FlightInfo` with one endpoint whose ticket is `ticket`.
 fn flight_info(
     schema: &Schema,
@@ -175,7 +229,7 @@ fn flight_info(
     descriptor: FlightDescriptor,
 ) -> Result<Response<FlightInfo>, Status> {
     let info = FlightInfo::new()
-        .try_with_schema(schema)
+        .try_with_schema(&wire_schema(schema))
         .map_err(internal)?
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor);
@@ -185,7 +239,7 @@ fn flight_info(
 /// A schema as Flight SQL sends it in prepared-statement results and
 /// `GetTables`: an encapsulated IPC schema message.
 fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+    let IpcMessage(bytes) = SchemaAsIpc::new(&wire_schema(schema), &IpcWriteOptions::default())
         .try_into()
         .map_err(internal)?;
     Ok(bytes)
@@ -202,8 +256,14 @@ fn batch_stream(batch: RecordBatch) -> Response<BoxStream<FlightData>> {
 /// Query results as Flight data, one batch at a time; an error after the
 /// schema ends the stream with its mapped status.
 fn query_stream(batches: SendableRecordBatchStream) -> BoxStream<FlightData> {
-    let schema = batches.schema();
-    let batches = batches.map_err(|e| FlightError::from(Status::from(Error::Query(e.into()))));
+    let schema = Arc::new(wire_schema(&batches.schema()));
+    let target = Arc::clone(&schema);
+    let batches = batches
+        .map_err(|e| FlightError::from(Status::from(Error::Query(e.into()))))
+        .and_then(move |batch| {
+            let target = Arc::clone(&target);
+            async move { to_wire(batch, &target).map_err(FlightError::Arrow) }
+        });
     Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)

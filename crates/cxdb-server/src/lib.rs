@@ -272,6 +272,15 @@ pub async fn run(
             tracing::error!(file = %failed.file, error = %failed.error, "view not installed");
         }
     }
+    // Build the maintained per-conversation state now rather than in the
+    // first dashboard query after a restart (seconds on millions of events);
+    // queries that need it meanwhile wait for it.
+    let warm = app.engine.clone();
+    tokio::spawn(async move {
+        if let Err(e) = warm.warm_up().await {
+            tracing::warn!(error = %e, "conversation state not built at start");
+        }
+    });
     on_ready(&storage);
     info!("ready");
 

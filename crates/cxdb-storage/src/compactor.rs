@@ -135,6 +135,7 @@ impl Storage {
                 }));
             Ok(())
         })?;
+        self.publish_changes(|c| c.reset());
         let outcome = RetentionOutcome {
             partitions: drop
                 .iter()

@@ -16,6 +16,7 @@
 //! persist or a compaction commits.
 
 mod buffer;
+mod changes;
 mod compactor;
 mod dedup;
 mod error;
@@ -38,6 +39,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 pub use buffer::{BufferedPartition, PartitionKey};
+pub use changes::{Changes, ConversationChanges};
 pub use compactor::{CompactionOutcome, RetentionOutcome};
 pub use cxdb_catalog as catalog;
 pub use cxdb_wal::SYNC_BUCKETS_SECS as WAL_SYNC_BUCKETS_SECS;
@@ -179,6 +181,10 @@ pub struct Storage {
     closed: AtomicBool,
     stop: Notify,
     background: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Who is told which conversations writes touched (`changes.rs`).
+    change_subscribers: Mutex<Vec<std::sync::Weak<ConversationChanges>>>,
+    /// Bumped whenever the set of visible events changes (a write, retention).
+    data_version: AtomicU64,
 }
 
 impl std::fmt::Debug for Storage {
@@ -282,6 +288,8 @@ impl Storage {
             closed: AtomicBool::new(false),
             stop: Notify::new(),
             background: Mutex::new(None),
+            change_subscribers: Mutex::new(Vec::new()),
+            data_version: AtomicU64::new(0),
         });
         if config.background {
             let handle = tokio::spawn(background(Arc::downgrade(&storage)));
@@ -394,6 +402,7 @@ impl Storage {
             let payload = record::encode(&batch)?;
             let seq = this.wal.append(payload).await?;
             this.state.write().buffer.insert(seq, &batch)?;
+            this.publish_changes(|c| c.record(&batch));
             Ok::<_, Error>(())
         })
         .await
@@ -407,6 +416,36 @@ impl Storage {
         self.accepted
             .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
         Ok(outcome)
+    }
+
+    /// From now on, collects the conversations every write touches (and a
+    /// reset when events are removed) for the caller; see `changes.rs`.
+    pub fn subscribe_conversation_changes(&self) -> Arc<ConversationChanges> {
+        let changes = Arc::new(ConversationChanges::new());
+        self.change_subscribers
+            .lock()
+            .push(Arc::downgrade(&changes));
+        changes
+    }
+
+    /// Changes whenever the set of visible events changes (after a write
+    /// made events visible, after retention removed some): state derived
+    /// from the events at one version is valid while the version stays.
+    pub fn data_version(&self) -> u64 {
+        self.data_version.load(Ordering::Acquire)
+    }
+
+    fn publish_changes(&self, f: impl Fn(&ConversationChanges)) {
+        self.data_version.fetch_add(1, Ordering::AcqRel);
+        self.change_subscribers
+            .lock()
+            .retain(|weak| match weak.upgrade() {
+                Some(changes) => {
+                    f(&changes);
+                    true
+                }
+                None => false,
+            });
     }
 
     fn release(&self, events: &[(usize, Event)]) {

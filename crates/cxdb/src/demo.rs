@@ -10,8 +10,12 @@ use clap::Args;
 use cxdb_demo::{DemoConfig, DemoGenerator};
 use cxdb_model::Event;
 use cxdb_model::time::{MICROS_PER_DAY, now_micros};
+use cxdb_proto::v1 as proto;
+use cxdb_proto::v1::ListRequest;
 use cxdb_proto::v1::WriteRequest;
+use cxdb_proto::v1::admin_service_client::AdminServiceClient;
 use cxdb_proto::v1::ingest_service_client::IngestServiceClient;
+use cxdb_storage::catalog::{BusinessCalendar, SlaPolicy, WeeklyHours};
 use cxdb_storage::{Storage, WriteOptions};
 use tracing::{info, warn};
 
@@ -59,6 +63,127 @@ pub(crate) struct DemoArgs {
 pub(crate) struct DemoFeed {
     pub(crate) seed: u64,
     pub(crate) backfill_days: u32,
+}
+
+/// The demo tenants' support hours: weekdays 08:00–18:00 in a zone per
+/// tenant, New Year's Day and Christmas off.
+const DEMO_CALENDAR: &str = "support-hours";
+const DEMO_HOURS: &str = r#"{"mon":[["08:00","18:00"]],"tue":[["08:00","18:00"]],"wed":[["08:00","18:00"]],"thu":[["08:00","18:00"]],"fri":[["08:00","18:00"]]}"#;
+const DEMO_ZONES: [&str; 3] = ["America/New_York", "Europe/Berlin", "Asia/Tokyo"];
+const DEMO_HOLIDAYS: [&str; 2] = ["2026-01-01", "2026-12-25"];
+
+/// One demo SLA policy: id, priority, channel, business calendar (else
+/// 24×7), first response / next response / resolution targets in seconds.
+type DemoPolicy = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    bool,
+    i64,
+    i64,
+    i64,
+);
+
+/// The demo's SLA policies, so that `sla_status` has rows out of the box:
+/// urgent conversations around the clock, chat in minutes, the rest in
+/// business hours.
+const DEMO_POLICIES: [DemoPolicy; 4] = [
+    ("urgent", Some("urgent"), None, false, 900, 1800, 14_400),
+    ("high", Some("high"), None, true, 1800, 3600, 28_800),
+    ("chat", None, Some("chat"), true, 120, 300, 28_800),
+    ("standard", None, None, true, 3600, 7200, 57_600),
+];
+
+/// The demo's calendars and SLA policies of `tenant` (the `i`-th demo tenant).
+fn demo_sla(i: usize, tenant: &str) -> anyhow::Result<(BusinessCalendar, Vec<SlaPolicy>)> {
+    let calendar = BusinessCalendar {
+        tenant_id: tenant.to_string(),
+        calendar_id: DEMO_CALENDAR.to_string(),
+        timezone: DEMO_ZONES[i % DEMO_ZONES.len()].to_string(),
+        weekly_hours: WeeklyHours::parse_json(DEMO_HOURS)?,
+        holidays: DEMO_HOLIDAYS
+            .iter()
+            .map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+            .collect::<Result<_, _>>()?,
+    };
+    let policies = DEMO_POLICIES
+        .iter()
+        .map(
+            |&(id, priority, channel, business, first, next, resolution)| SlaPolicy {
+                tenant_id: tenant.to_string(),
+                policy_id: id.to_string(),
+                priority: priority.map(str::to_string),
+                channel: channel.map(str::to_string),
+                calendar_id: business.then(|| DEMO_CALENDAR.to_string()),
+                first_response_s: Some(first),
+                next_response_s: Some(next),
+                resolution_s: Some(resolution),
+            },
+        )
+        .collect();
+    Ok((calendar, policies))
+}
+
+/// Installs the demo calendars and SLA policies of the tenants that have
+/// no SLA policy yet (a tenant whose policies were changed keeps them).
+fn install_demo_sla_in_process(storage: &Storage) -> anyhow::Result<()> {
+    let tenants = DemoConfig::default().tenants;
+    storage.commit_catalog(|m| {
+        for (i, tenant) in tenants.iter().enumerate() {
+            if m.sla_policies.iter().any(|p| &p.tenant_id == tenant) {
+                continue;
+            }
+            let (calendar, policies) = demo_sla(i, tenant)
+                .map_err(|e| cxdb_storage::catalog::Error::Invalid(e.to_string()))?;
+            m.upsert_calendar(calendar)?;
+            for p in policies {
+                m.upsert_sla_policy(p)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The same over AdminService (an admin token is needed when the server
+/// checks tokens; without one the demo runs without SLA policies).
+async fn install_demo_sla_remote(channel: crate::client::AuthChannel) -> anyhow::Result<()> {
+    let mut admin = AdminServiceClient::new(channel);
+    let existing = admin
+        .list_sla_policies(ListRequest::default())
+        .await?
+        .into_inner()
+        .policies;
+    for (i, tenant) in DemoConfig::default().tenants.iter().enumerate() {
+        if existing.iter().any(|p| &p.tenant_id == tenant) {
+            continue;
+        }
+        let (calendar, policies) = demo_sla(i, tenant)?;
+        admin
+            .upsert_calendar(proto::BusinessCalendar {
+                tenant_id: calendar.tenant_id,
+                calendar_id: calendar.calendar_id,
+                timezone: calendar.timezone,
+                weekly_hours_json: DEMO_HOURS.to_string(),
+                holidays: DEMO_HOLIDAYS.iter().map(|d| d.to_string()).collect(),
+            })
+            .await?;
+        for p in policies {
+            admin
+                .upsert_sla_policy(proto::SlaPolicy {
+                    tenant_id: p.tenant_id,
+                    policy_id: p.policy_id,
+                    priority: p.priority,
+                    channel: p.channel,
+                    calendar_id: p.calendar_id,
+                    first_response_s: p.first_response_s,
+                    next_response_s: p.next_response_s,
+                    resolution_s: p.resolution_s,
+                })
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Where a demo's events go.
@@ -145,6 +270,9 @@ async fn feed(
 
 impl DemoFeed {
     pub(crate) async fn run_in_process(self, storage: Arc<Storage>) {
+        if let Err(e) = install_demo_sla_in_process(&storage) {
+            warn!(error = %e, "demo SLA policies not installed");
+        }
         let mut sink = StorageSink(storage);
         if let Err(e) = feed(&mut sink, self.seed, self.backfill_days, true).await {
             // Ends when the server shuts down (writes are refused then).
@@ -195,6 +323,12 @@ async fn feed_exact(sink: &mut impl Sink, seed: u64, n: u64) -> anyhow::Result<(
 
 pub(crate) async fn run_remote(args: DemoArgs) -> anyhow::Result<()> {
     let channel = crate::client::connect(&args.addr, args.token.as_deref()).await?;
+    match install_demo_sla_remote(channel.clone()).await {
+        Ok(()) => info!("demo calendars and SLA policies in place"),
+        Err(e) => {
+            warn!(error = %e, "demo SLA policies not installed (an admin token installs them)")
+        }
+    }
     let mut sink =
         GrpcSink(IngestServiceClient::new(channel).max_encoding_message_size(usize::MAX));
     if let Some(n) = args.events {

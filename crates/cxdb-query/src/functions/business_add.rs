@@ -77,7 +77,8 @@ impl ScalarUDFImpl for BusinessAdd {
         let start = as_timestamp_microsecond_array(&arrays[0])?;
         let seconds = as_float64_array(&arrays[1])?;
         let (calendar, tenant) = calendar_args(NAME, &arrays)?;
-        let mut resolver = CalendarResolver::new(NAME, &self.snapshot.0);
+        let snapshot = self.snapshot.get();
+        let mut resolver = CalendarResolver::new(NAME, &snapshot);
         let mut out = TimestampMicrosecondBuilder::with_capacity(start.len()).with_timezone("UTC");
         for row in 0..start.len() {
             if start.is_null(row) || seconds.is_null(row) {

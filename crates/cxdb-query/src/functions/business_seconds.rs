@@ -75,7 +75,8 @@ impl ScalarUDFImpl for BusinessSeconds {
         let start = as_timestamp_microsecond_array(&arrays[0])?;
         let end = as_timestamp_microsecond_array(&arrays[1])?;
         let (calendar, tenant) = calendar_args(NAME, &arrays)?;
-        let mut resolver = CalendarResolver::new(NAME, &self.snapshot.0);
+        let snapshot = self.snapshot.get();
+        let mut resolver = CalendarResolver::new(NAME, &snapshot);
         let mut out = Float64Builder::with_capacity(start.len());
         for row in 0..start.len() {
             if start.is_null(row) || end.is_null(row) {

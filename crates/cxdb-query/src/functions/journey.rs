@@ -15,20 +15,30 @@
 //! smallest customer id (`customer:<id>`), else smallest e-mail
 //! (`email:<address>`), else smallest phone (`phone:<number>`), else its
 //! smallest conversation (`conversation:<id>`). The map is computed when the
-//! statement is planned (each query plans afresh, so it is never stale).
+//! statement is planned, only for the tenants the statement's filters and
+//! scope allow (stitching never crosses tenants, so a tenant's map does not
+//! depend on the others), and kept per engine with the storage's data
+//! version: `journeys` reads it six times through `journey_steps`, and a
+//! dashboard asks again and again, so it is computed once per version of
+//! the data rather than per reference (10M events: ~1 GiB each time).
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
+
+use ahash::AHashMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
+use cxdb_storage::Storage;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+
+use crate::pruning::ScanBounds;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 
 /// What `journey_map()` reads: every event that can belong to a person.
@@ -49,21 +59,47 @@ fn schema() -> SchemaRef {
     Arc::clone(&SCHEMA)
 }
 
-/// The table function `journey_map()`.
+/// The last map an engine computed, with what it was computed for: the
+/// storage's data version and the tenants (`None`: every tenant).
+///
+/// A statement that reads the map several times has them planned
+/// concurrently; the lock makes the first compute it and the others wait
+/// for it instead of stitching the same events at the same time.
 #[derive(Debug, Default)]
-pub(crate) struct JourneyMapFunction;
+pub(crate) struct MapCache {
+    last: tokio::sync::Mutex<Option<(MapKey, RecordBatch)>>,
+}
+
+type MapKey = (u64, Option<BTreeSet<String>>);
+
+/// The table function `journey_map()` of one session.
+#[derive(Debug)]
+pub(crate) struct JourneyMapFunction {
+    pub(crate) cache: Arc<MapCache>,
+    pub(crate) storage: Arc<Storage>,
+    /// The session's tenant scope.
+    pub(crate) scope: Option<String>,
+}
 
 impl TableFunctionImpl for JourneyMapFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         if !args.exprs().is_empty() {
             return plan_err!("journey_map() takes no arguments");
         }
-        Ok(Arc::new(JourneyMap))
+        Ok(Arc::new(JourneyMap {
+            cache: Arc::clone(&self.cache),
+            storage: Arc::clone(&self.storage),
+            scope: self.scope.clone(),
+        }))
     }
 }
 
 #[derive(Debug)]
-struct JourneyMap;
+struct JourneyMap {
+    cache: Arc<MapCache>,
+    storage: Arc<Storage>,
+    scope: Option<String>,
+}
 
 #[async_trait]
 impl TableProvider for JourneyMap {
@@ -75,11 +111,19 @@ impl TableProvider for JourneyMap {
         TableType::Temporary
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Tenant filters narrow what is stitched; DataFusion applies them all.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let state = state
@@ -88,10 +132,40 @@ impl TableProvider for JourneyMap {
             .ok_or_else(|| {
                 DataFusionError::Internal("journey_map() needs a SessionState".into())
             })?;
-        let plan = state.create_logical_plan(IDENTITIES).await?;
-        let plan = state.create_physical_plan(&plan).await?;
-        let batches = collect(plan, state.task_ctx()).await?;
-        let batch = stitch(&batches)?;
+        let mut bounds = ScanBounds::from_filters(filters);
+        if let Some(tenant) = &self.scope {
+            bounds.scope_to(tenant);
+        }
+        let key = (self.storage.data_version(), bounds.tenants.clone());
+        let mut last = self.cache.last.lock().await;
+        let batch = match last.as_ref().filter(|(k, _)| *k == key) {
+            Some((_, batch)) => batch.clone(),
+            None => {
+                let sql = match &bounds.tenants {
+                    None => IDENTITIES.to_string(),
+                    Some(tenants) => {
+                        let list: Vec<String> = tenants
+                            .iter()
+                            .map(|t| format!("'{}'", t.replace('\'', "''")))
+                            .collect();
+                        format!(
+                            "SELECT * FROM ({IDENTITIES}) WHERE tenant_id IN ({})",
+                            if list.is_empty() {
+                                "NULL".to_string()
+                            } else {
+                                list.join(", ")
+                            }
+                        )
+                    }
+                };
+                let plan = state.create_logical_plan(&sql).await?;
+                let plan = state.create_physical_plan(&plan).await?;
+                let batches = collect(plan, state.task_ctx()).await?;
+                let batch = stitch(&batches)?;
+                *last = Some((key, batch.clone()));
+                batch
+            }
+        };
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
             schema(),
@@ -164,33 +238,35 @@ fn utf8(batch: &RecordBatch, i: usize) -> Result<StringArray> {
 }
 
 fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
-    let mut nodes: HashMap<(String, Kind, String), usize> = HashMap::new();
-    let mut names: Vec<(Kind, String)> = Vec::new();
+    // Nodes are keyed by strings borrowed from the input: no allocation per
+    // row, only per distinct identity.
+    let columns = batches
+        .iter()
+        .map(|b| (0..6).map(|i| utf8(b, i)).collect::<Result<Vec<_>>>())
+        .collect::<Result<Vec<_>>>()?;
+    let mut nodes: AHashMap<(&str, Kind, &str), usize> = AHashMap::new();
+    let mut names: Vec<(Kind, &str)> = Vec::new();
     let mut sets = Components::default();
-    // (tenant, event id, conversation id, first node of the event)
-    let mut events: Vec<(String, String, Option<String>, usize)> = Vec::new();
-    for batch in batches {
-        let tenant = utf8(batch, 0)?;
-        let event = utf8(batch, 1)?;
-        let columns = [
-            (Kind::Conversation, utf8(batch, 2)?),
-            (Kind::Customer, utf8(batch, 3)?),
-            (Kind::Email, utf8(batch, 4)?),
-            (Kind::Phone, utf8(batch, 5)?),
+    // (batch, row, first node of the event)
+    let mut events: Vec<(usize, usize, usize)> = Vec::new();
+    for (b, cols) in columns.iter().enumerate() {
+        let tenant = &cols[0];
+        let identities = [
+            (Kind::Conversation, &cols[2]),
+            (Kind::Customer, &cols[3]),
+            (Kind::Email, &cols[4]),
+            (Kind::Phone, &cols[5]),
         ];
-        for row in 0..batch.num_rows() {
+        for row in 0..tenant.len() {
+            let t = tenant.value(row);
             let mut first = None;
-            for (kind, column) in &columns {
+            for (kind, column) in identities {
                 if column.is_null(row) || column.value(row).is_empty() {
                     continue;
                 }
-                let key = (
-                    tenant.value(row).to_string(),
-                    *kind,
-                    column.value(row).to_string(),
-                );
-                let node = *nodes.entry(key).or_insert_with(|| {
-                    names.push((*kind, column.value(row).to_string()));
+                let value = column.value(row);
+                let node = *nodes.entry((t, kind, value)).or_insert_with(|| {
+                    names.push((kind, value));
                     sets.add()
                 });
                 match first {
@@ -199,20 +275,12 @@ fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
                 }
             }
             if let Some(node) = first {
-                let conversation = &columns[0].1;
-                let conversation =
-                    (!conversation.is_null(row)).then(|| conversation.value(row).to_string());
-                events.push((
-                    tenant.value(row).to_string(),
-                    event.value(row).to_string(),
-                    conversation,
-                    node,
-                ));
+                events.push((b, row, node));
             }
         }
     }
     // The preferred name of each component: smallest (kind, value).
-    let mut best: HashMap<usize, usize> = HashMap::new();
+    let mut best: AHashMap<usize, usize> = AHashMap::new();
     for node in 0..names.len() {
         let root = sets.find(node);
         let entry = best.entry(root).or_insert(node);
@@ -220,17 +288,22 @@ fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
             *entry = node;
         }
     }
+    let mut person_names: AHashMap<usize, String> = AHashMap::new();
     let mut tenant_ids = StringBuilder::new();
     let mut event_ids = StringBuilder::new();
     let mut conversation_ids = StringBuilder::new();
     let mut person_ids = StringBuilder::new();
-    for (tenant, event, conversation, node) in events {
+    for (b, row, node) in events {
         let root = sets.find(node);
-        let (kind, value) = &names[best.get(&root).copied().unwrap_or(root)];
-        tenant_ids.append_value(tenant);
-        event_ids.append_value(event);
-        conversation_ids.append_option(conversation);
-        person_ids.append_value(format!("{}{value}", kind.prefix()));
+        let person = person_names.entry(root).or_insert_with(|| {
+            let (kind, value) = names[best.get(&root).copied().unwrap_or(root)];
+            format!("{}{value}", kind.prefix())
+        });
+        let cols = &columns[b];
+        tenant_ids.append_value(cols[0].value(row));
+        event_ids.append_value(cols[1].value(row));
+        conversation_ids.append_option((!cols[2].is_null(row)).then(|| cols[2].value(row)));
+        person_ids.append_value(person.as_str());
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(tenant_ids.finish()),
@@ -366,7 +439,7 @@ impl datafusion::logical_expr::PartitionEvaluator for JourneyIdEvaluator {
             None => DEFAULT_GAP_S * 1_000_000,
         };
 
-        let mut nodes: HashMap<(Kind, String), usize> = HashMap::new();
+        let mut nodes: AHashMap<(Kind, String), usize> = AHashMap::new();
         let mut names: Vec<(Kind, String)> = Vec::new();
         let mut sets = Components::default();
         let mut row_node: Vec<Option<usize>> = vec![None; num_rows];
@@ -395,7 +468,7 @@ impl datafusion::logical_expr::PartitionEvaluator for JourneyIdEvaluator {
             }
         }
         // Each person's preferred name, and its events in time order.
-        let mut best: HashMap<usize, usize> = HashMap::new();
+        let mut best: AHashMap<usize, usize> = AHashMap::new();
         for node in 0..names.len() {
             let root = sets.find(node);
             let entry = best.entry(root).or_insert(node);
@@ -403,7 +476,7 @@ impl datafusion::logical_expr::PartitionEvaluator for JourneyIdEvaluator {
                 *entry = node;
             }
         }
-        let mut by_person: HashMap<usize, Vec<(i64, usize)>> = HashMap::new();
+        let mut by_person: AHashMap<usize, Vec<(i64, usize)>> = AHashMap::new();
         for (row, node) in row_node.iter().enumerate() {
             if let Some(node) = node
                 && !times.is_null(row)

@@ -8,9 +8,12 @@
 //! | `sla_policy_for(tenant_id, priority, channel)` | TEXT: the most specific matching SLA policy id |
 //! | `sentiment(text)` | DOUBLE in [-1, 1]: VADER lexicon and rules |
 //!
-//! The calendar and SLA functions read a [`CatalogSnapshot`] taken when the
-//! session is created, narrowed to the session's tenant scope, so a scoped
-//! session can neither see nor probe another tenant's configuration.
+//! The calendar and SLA functions read a [`CatalogSnapshot`] narrowed to the
+//! session's tenant scope, so a scoped session can neither see nor probe
+//! another tenant's configuration. Server sessions ([`register_all_live`])
+//! follow the catalog: a calendar or policy changed while a pgwire
+//! connection is open is in its next statement, as the configuration tables
+//! are.
 
 mod business_add;
 mod business_clock;
@@ -24,9 +27,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, StringArray};
 use arrow::datatypes::{DataType, TimeUnit};
+use cxdb_storage::Storage;
+use cxdb_storage::catalog::{BusinessCalendar, SlaPolicy};
 use datafusion::common::{Result, ScalarValue, exec_datafusion_err, plan_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 use datafusion::prelude::SessionContext;
+use parking_lot::Mutex;
 
 pub use business_add::BusinessAdd;
 pub use business_clock::{BusinessClock, MAX_SPAN_DAYS};
@@ -35,9 +41,18 @@ pub use sentiment::{Sentiment, SentimentScorer};
 pub use sla_policy_for::SlaPolicyFor;
 pub use snapshot::{CatalogSnapshot, CompiledCalendar};
 
-/// Registers every support function on `ctx`, reading `snapshot`.
+/// Registers every support function on `ctx`, reading the fixed `snapshot`.
 pub fn register_all(ctx: &SessionContext, snapshot: Arc<CatalogSnapshot>) {
-    let snapshot = SnapshotRef(snapshot);
+    register(ctx, SnapshotRef(Arc::new(Live::fixed(snapshot))));
+}
+
+/// Registers every support function on `ctx`, reading the calendars and SLA
+/// policies of `storage`'s current catalog visible to `scope`.
+pub fn register_all_live(ctx: &SessionContext, storage: Arc<Storage>, scope: Option<&str>) {
+    register(ctx, SnapshotRef(Arc::new(Live::following(storage, scope))));
+}
+
+fn register(ctx: &SessionContext, snapshot: SnapshotRef) {
     ctx.register_udf(ScalarUDF::from(BusinessSeconds::new(snapshot.clone())));
     ctx.register_udf(ScalarUDF::from(BusinessAdd::new(snapshot.clone())));
     ctx.register_udf(ScalarUDF::from(SlaPolicyFor::new(snapshot)));
@@ -47,7 +62,59 @@ pub fn register_all(ctx: &SessionContext, snapshot: Arc<CatalogSnapshot>) {
 /// A snapshot compared by identity, so the function structs can be `Eq +
 /// Hash` as DataFusion requires without comparing whole catalogs.
 #[derive(Debug, Clone)]
-pub(crate) struct SnapshotRef(pub(crate) Arc<CatalogSnapshot>);
+pub(crate) struct SnapshotRef(Arc<Live>);
+
+impl SnapshotRef {
+    /// The snapshot to evaluate a batch with.
+    pub(crate) fn get(&self) -> Arc<CatalogSnapshot> {
+        self.0.current()
+    }
+}
+
+/// The configuration the functions read: fixed, or following a storage's
+/// catalog (recompiled when its calendars or policies change).
+#[derive(Debug)]
+pub(crate) struct Live {
+    source: Option<(Arc<Storage>, Option<String>)>,
+    current: Mutex<(Vec<BusinessCalendar>, Vec<SlaPolicy>, Arc<CatalogSnapshot>)>,
+}
+
+impl Live {
+    fn fixed(snapshot: Arc<CatalogSnapshot>) -> Self {
+        Self {
+            source: None,
+            current: Mutex::new((Vec::new(), Vec::new(), snapshot)),
+        }
+    }
+
+    fn following(storage: Arc<Storage>, scope: Option<&str>) -> Self {
+        let manifest = storage.manifest();
+        let snapshot = Arc::new(CatalogSnapshot::new(&manifest, scope));
+        Self {
+            current: Mutex::new((
+                manifest.calendars.clone(),
+                manifest.sla_policies.clone(),
+                snapshot,
+            )),
+            source: Some((storage, scope.map(str::to_string))),
+        }
+    }
+
+    fn current(&self) -> Arc<CatalogSnapshot> {
+        let mut current = self.current.lock();
+        if let Some((storage, scope)) = &self.source {
+            let manifest = storage.manifest();
+            if manifest.calendars != current.0 || manifest.sla_policies != current.1 {
+                *current = (
+                    manifest.calendars.clone(),
+                    manifest.sla_policies.clone(),
+                    Arc::new(CatalogSnapshot::new(&manifest, scope.as_deref())),
+                );
+            }
+        }
+        Arc::clone(&current.2)
+    }
+}
 
 impl PartialEq for SnapshotRef {
     fn eq(&self, other: &Self) -> bool {

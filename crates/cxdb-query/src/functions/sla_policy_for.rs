@@ -77,12 +77,11 @@ impl ScalarUDFImpl for SlaPolicyFor {
         fn value(a: &StringArray, row: usize) -> Option<&str> {
             a.is_valid(row).then(|| a.value(row))
         }
+        let snapshot = self.snapshot.get();
         let mut out = StringBuilder::with_capacity(tenant.len(), tenant.len() * 8);
         for row in 0..tenant.len() {
             let policy = value(tenant, row).and_then(|t| {
-                self.snapshot
-                    .0
-                    .sla_policy_for(t, value(priority, row), value(channel, row))
+                snapshot.sla_policy_for(t, value(priority, row), value(channel, row))
             });
             out.append_option(policy.map(|p| p.policy_id.as_str()));
         }
