@@ -52,8 +52,9 @@ pub struct QueryEngine {
     guard: Arc<limits::Guard>,
     /// Where `COPY … TO 'file'` may write, and the audit log of exports.
     exports: Arc<export::Exports>,
-    /// The maintained rows of `conversation_state` (`materialized.rs`).
-    conversation_state: Arc<materialized::ConversationState>,
+    /// The maintained views' rows (`materialized.rs`), in
+    /// [`materialized::MAINTAINED`] order.
+    maintained: Arc<[materialized::Maintained]>,
     /// The last `journey_map()` computed (`functions/journey.rs`).
     journey_map: Arc<views::MapCache>,
 }
@@ -71,12 +72,15 @@ impl QueryEngine {
         let url = url::Url::parse(LAKE_URL).map_err(|e| Error::Internal(e.to_string()))?;
         runtime.register_object_store(&url, Arc::clone(&storage.lake().store));
         let audit = AuditLog::open(storage.config().data_dir.join("audit"))?;
-        let conversation_state = Arc::new(materialized::ConversationState::new(
-            storage.subscribe_conversation_changes(),
-        ));
+        let maintained = materialized::MAINTAINED
+            .iter()
+            .map(|view| {
+                materialized::Maintained::new(view, storage.subscribe_conversation_changes())
+            })
+            .collect();
         Ok(Self {
             storage,
-            conversation_state,
+            maintained,
             journey_map: Arc::default(),
             runtime,
             guard,
@@ -107,36 +111,49 @@ impl QueryEngine {
 
     /// A session seeing every tenant (`scope = None`) or only one.
     pub fn session(&self, scope: Option<&str>) -> Result<SessionContext> {
-        self.build_session(scope, true)
+        self.build_session(scope, Some(Served::All))
     }
 
-    /// An unscoped session in which `conversation_state` is a plain view:
-    /// the one that computes the maintained rows (outside the query limits
-    /// but in the shared memory pool).
-    pub(crate) fn plain_session(&self) -> Result<SessionContext> {
-        self.build_session(None, false)
+    /// An unscoped session that computes maintained rows, outside the query
+    /// limits but in the shared memory pool: the maintained views other
+    /// than `computing` are read maintained; with `None`, every view is
+    /// plain (a computation over a few conversations' events).
+    pub(crate) fn internal_session(
+        &self,
+        computing: Option<&'static str>,
+    ) -> Result<SessionContext> {
+        self.build_session(None, computing.map(Served::AllBut))
     }
 
-    pub(crate) fn conversation_state(&self) -> &materialized::ConversationState {
-        &self.conversation_state
+    pub(crate) fn maintained(
+        &self,
+        view: &str,
+    ) -> datafusion::common::Result<&materialized::Maintained> {
+        materialized::MAINTAINED
+            .iter()
+            .position(|v| *v == view)
+            .and_then(|i| self.maintained.get(i))
+            .ok_or_else(|| {
+                datafusion::common::DataFusionError::Internal(format!("{view} is not maintained"))
+            })
     }
 
-    /// Brings the maintained `conversation_state` rows up to date (built
-    /// from every event the first time).
+    /// Brings every maintained view up to date (built from every event the
+    /// first time).
     pub async fn warm_up(&self) -> Result<()> {
-        self.conversation_state
-            .read(self, |_| false)
-            .await
-            .map(|_| ())
-            .map_err(Error::from)
+        for m in self.maintained.iter() {
+            m.read(self, |_| false).await?;
+        }
+        Ok(())
     }
 
-    /// How the maintained `conversation_state` rows were kept up to date.
-    pub fn maintenance_stats(&self) -> MaintenanceStats {
-        self.conversation_state.stats()
+    /// How the maintained rows of `view` were kept up to date (`None`: it is
+    /// not a maintained view).
+    pub fn maintenance_stats(&self, view: &str) -> Option<MaintenanceStats> {
+        self.maintained(view).ok().map(|m| m.stats())
     }
 
-    fn build_session(&self, scope: Option<&str>, materialize: bool) -> Result<SessionContext> {
+    fn build_session(&self, scope: Option<&str>, served: Option<Served>) -> Result<SessionContext> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema("cxdb", "public");
@@ -148,7 +165,7 @@ impl QueryEngine {
         // state does not: it runs inside a query (which holds a slot and
         // its time limit) or at start, must not wait for a second slot,
         // and its rows are not a result; it shares the memory pool.
-        if materialize {
+        if served == Some(Served::All) {
             state = state.with_query_planner(Arc::new(limits::LimitedPlanner {
                 guard: Arc::clone(&self.guard),
             }));
@@ -163,9 +180,13 @@ impl QueryEngine {
                 storage: Arc::clone(&self.storage),
                 scope: scope.map(str::to_string),
             },
-            materialize.then(|| views::Materialized {
+            served.map(|served| views::Materialized {
                 engine: self.clone(),
                 scope: scope.map(str::to_string),
+                except: match served {
+                    Served::All => None,
+                    Served::AllBut(view) => Some(view),
+                },
             }),
             Arc::clone(&self.journey_map),
         )?;
@@ -193,4 +214,13 @@ impl QueryEngine {
         }
         Ok(ctx)
     }
+}
+
+/// Which maintained views a session reads maintained rather than plain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// Every one (sessions that run queries).
+    All,
+    /// Every one but the view being computed from every event.
+    AllBut(&'static str),
 }

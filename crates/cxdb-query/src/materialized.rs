@@ -1,19 +1,22 @@
 //! Incrementally maintained per-conversation state: the rows of the
-//! `conversation_state` view (sql/views/conversation_state.sql), kept in
-//! memory and brought up to date by every query that reads them.
+//! [`MAINTAINED`] views — `conversation_state` (sql/views/conversation_state.sql,
+//! what `conversations` reads) and `replies` — kept in memory and brought up
+//! to date by every query that reads them.
 //!
 //! Why: `conversations` is the base of most metric views (`sla_status` reads
 //! it six times, `journeys` twice) and computing it means grouping every
 //! conversation event several ways — 9 s over 10M events on two cores,
 //! and a dashboard filter such as `created_at >= now() - INTERVAL '7 days'`
-//! cannot be pushed below those aggregates. A conversation's row depends only
-//! on its own events and the SLA configuration, so it can be maintained the
-//! way ClickHouse maintains an aggregating materialized view, per key:
+//! cannot be pushed below those aggregates; `replies` (a window over every
+//! message, 3 s for one tenant of 10M events) is read twice by `sla_status`.
+//! A conversation's rows in either depend only on its own events and the
+//! SLA configuration, so they can be maintained the way ClickHouse maintains
+//! an aggregating materialized view, per key:
 //!
 //! * storage tells a subscriber which `(tenant_id, conversation_id)` each
 //!   write made visible, with the earliest `event_time` written
 //!   ([`cxdb_storage::ConversationChanges`]);
-//! * a query that reads `conversation_state` first takes those changes and
+//! * a query that reads a maintained view first takes its changes and
 //!   recomputes exactly the touched conversations: the view's own SQL, planned
 //!   in an unscoped session whose `events` are the touched conversations'
 //!   events, read once into memory (a semi join on the touched keys, the
@@ -21,9 +24,11 @@
 //!   the cached `first_event_at`, or the new events' time); their rows
 //!   replace the old ones;
 //! * removing events (retention) or changing calendars / SLA policies
-//!   rebuilds everything, as does the first query after start (the state is
+//!   rebuilds everything, as does the first read after start (the state is
 //!   not persisted: it is derived, and rebuilding costs one full
-//!   computation).
+//!   computation; the server builds it at start). A rebuild of `replies`
+//!   reads the maintained `conversation_state`; an update of `replies`
+//!   brings `conversation_state` up to date first, for its `first_event_at`.
 //!
 //! Freshness is exact, not eventual: the changes of every write acknowledged
 //! before a query are applied before that query reads. The time-dependent
@@ -52,21 +57,30 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::memory::{MemTable, MemorySourceConfig};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
+use futures::future::BoxFuture;
 
 use tracing::{debug, info};
 
 use crate::QueryEngine;
 use crate::pruning::ScanBounds;
 
-/// The view whose rows are maintained here.
-pub(crate) const VIEW: &str = "conversation_state";
+/// The views whose rows are maintained, each after the maintained views it
+/// reads. Each is keyed by `(tenant_id, conversation_id)` (one or more rows
+/// per conversation), and a conversation's rows depend only on its events
+/// and the SLA configuration, never on the time of the query.
+pub(crate) const MAINTAINED: [&str; 2] = [CONVERSATION_STATE, "replies"];
+
+/// The per-conversation facts; its `first_event_at` bounds every
+/// maintained view's recomputation scan.
+pub(crate) const CONVERSATION_STATE: &str = "conversation_state";
 
 /// The configuration a state was computed under.
 type Config = (Vec<BusinessCalendar>, Vec<SlaPolicy>);
 
-/// The maintained rows of one engine.
+/// The maintained rows of one view in one engine.
 #[derive(Debug)]
-pub(crate) struct ConversationState {
+pub(crate) struct Maintained {
+    view: &'static str,
     changes: Arc<ConversationChanges>,
     cache: tokio::sync::Mutex<Cache>,
     rebuilds: AtomicU64,
@@ -99,9 +113,10 @@ struct Built {
     tenants: BTreeMap<String, RecordBatch>,
 }
 
-impl ConversationState {
-    pub(crate) fn new(changes: Arc<ConversationChanges>) -> Self {
+impl Maintained {
+    pub(crate) fn new(view: &'static str, changes: Arc<ConversationChanges>) -> Self {
         Self {
+            view,
             changes,
             cache: tokio::sync::Mutex::new(Cache::default()),
             rebuilds: AtomicU64::new(0),
@@ -118,11 +133,38 @@ impl ConversationState {
         }
     }
 
-    /// The up-to-date rows of the tenants `keep` accepts, and their schema.
-    pub(crate) async fn read(
+    /// The earliest event any of the `touched` conversations can have
+    /// (this must be the [`CONVERSATION_STATE`] state), after bringing the
+    /// state up to date.
+    async fn earliest_event(
         &self,
         engine: &QueryEngine,
-        keep: impl Fn(&str) -> bool,
+        touched: &HashMap<(String, String), i64>,
+    ) -> Result<i64> {
+        self.read(engine, |_| false).await?;
+        let cache = self.cache.lock().await;
+        match &cache.built {
+            Some(built) => earliest_event(built, touched),
+            None => Ok(i64::MIN),
+        }
+    }
+
+    /// The up-to-date rows of the tenants `keep` accepts, and their schema.
+    ///
+    /// Boxed: reading one maintained view may first bring another up to date
+    /// (a cycle of async calls, which needs a named, `Send` future type).
+    pub(crate) fn read<'a>(
+        &'a self,
+        engine: &'a QueryEngine,
+        keep: impl Fn(&str) -> bool + Send + 'a,
+    ) -> BoxFuture<'a, Result<(SchemaRef, Vec<RecordBatch>)>> {
+        Box::pin(self.read_inner(engine, keep))
+    }
+
+    async fn read_inner(
+        &self,
+        engine: &QueryEngine,
+        keep: impl Fn(&str) -> bool + Send,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let mut cache = self.cache.lock().await;
         let manifest = engine.storage().manifest();
@@ -134,16 +176,17 @@ impl ConversationState {
         };
         if rebuild {
             let started = std::time::Instant::now();
-            let (schema, batches) = compute(engine, None).await?;
+            let (schema, batches) = compute(engine, self.view, None).await?;
             let tenants = by_tenant(&schema, &batches)?;
             info!(
-                conversations = tenants.values().map(RecordBatch::num_rows).sum::<usize>(),
+                view = self.view,
+                rows = tenants.values().map(RecordBatch::num_rows).sum::<usize>(),
                 bytes = tenants
                     .values()
                     .map(RecordBatch::get_array_memory_size)
                     .sum::<usize>(),
                 secs = started.elapsed().as_secs_f64(),
-                "{VIEW} built from every event"
+                "maintained view built from every event"
             );
             cache.built = Some(Built {
                 config,
@@ -155,11 +198,20 @@ impl ConversationState {
             let built = cache.built.as_mut().expect("built above");
             let touched = &changes.get().touched;
             let started = std::time::Instant::now();
-            update(engine, built, touched).await?;
+            let earliest = if self.view == CONVERSATION_STATE {
+                earliest_event(built, touched)?
+            } else {
+                engine
+                    .maintained(CONVERSATION_STATE)?
+                    .earliest_event(engine, touched)
+                    .await?
+            };
+            update(engine, self.view, built, touched, earliest).await?;
             debug!(
+                view = self.view,
                 conversations = touched.len(),
                 secs = started.elapsed().as_secs_f64(),
-                "{VIEW} updated"
+                "maintained view updated"
             );
             self.updates.fetch_add(1, Ordering::Relaxed);
             self.recomputed
@@ -212,10 +264,13 @@ impl Drop for Restore<'_> {
 /// keys, read from events at or after `since`.
 async fn compute(
     engine: &QueryEngine,
+    view: &'static str,
     only: Option<(&HashSet<(String, String)>, i64)>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    // From every event, the maintained views `view` reads are read
+    // maintained; over a few conversations' events, everything is plain.
     let ctx = engine
-        .plain_session()
+        .internal_session(only.is_none().then_some(view))
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
     if let Some((keys, since)) = only {
         let (tenants, conversations): (Vec<&str>, Vec<&str>) =
@@ -261,33 +316,21 @@ async fn compute(
         ctx.deregister_table("events")?;
         ctx.register_table("events", Arc::new(MemTable::try_new(schema, vec![events])?))?;
     }
-    let df = ctx.sql(&format!("SELECT * FROM {VIEW}")).await?;
+    let df = ctx.sql(&format!("SELECT * FROM {view}")).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     Ok((schema, batches))
 }
 
-/// Recomputes the touched conversations and swaps their rows in.
-async fn update(
-    engine: &QueryEngine,
-    built: &mut Built,
-    touched: &HashMap<(String, String), i64>,
-) -> Result<()> {
-    // The earliest event any touched conversation can have: its cached
-    // first event, or the earliest one just written.
-    let mut since = i64::MAX;
-    let mut touched_by_tenant: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for ((tenant, conversation), at) in touched {
-        since = since.min(*at);
-        touched_by_tenant
-            .entry(tenant.as_str())
-            .or_default()
-            .insert(conversation.as_str());
-    }
+/// The earliest event any touched conversation can have: the earliest one
+/// just written, or the first event of its cached row (`first_event_at` of
+/// [`CONVERSATION_STATE`], whose rows `built` must be).
+fn earliest_event(built: &Built, touched: &HashMap<(String, String), i64>) -> Result<i64> {
+    let mut since = touched.values().copied().min().unwrap_or(i64::MAX);
     let first_event = built.schema.index_of("first_event_at")?;
     let conversation_col = built.schema.index_of("conversation_id")?;
-    for (tenant, conversations) in &touched_by_tenant {
-        let Some(batch) = built.tenants.get(*tenant) else {
+    for (tenant, conversations) in touched_by_tenant(touched) {
+        let Some(batch) = built.tenants.get(tenant) else {
             continue;
         };
         let ids = batch.column(conversation_col).as_string::<i32>();
@@ -300,11 +343,35 @@ async fn update(
             }
         }
     }
+    Ok(since)
+}
+
+fn touched_by_tenant(touched: &HashMap<(String, String), i64>) -> HashMap<&str, HashSet<&str>> {
+    let mut by_tenant: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (tenant, conversation) in touched.keys() {
+        by_tenant
+            .entry(tenant.as_str())
+            .or_default()
+            .insert(conversation.as_str());
+    }
+    by_tenant
+}
+
+/// Recomputes the rows of the touched conversations from their events
+/// (none earlier than `since`) and swaps them in.
+async fn update(
+    engine: &QueryEngine,
+    view: &'static str,
+    built: &mut Built,
+    touched: &HashMap<(String, String), i64>,
+    since: i64,
+) -> Result<()> {
+    let conversation_col = built.schema.index_of("conversation_id")?;
     let keys: HashSet<(String, String)> = touched.keys().cloned().collect();
-    let (_, fresh) = compute(engine, Some((&keys, since))).await?;
+    let (_, fresh) = compute(engine, view, Some((&keys, since))).await?;
     let fresh = by_tenant(&built.schema, &fresh)?;
-    for (tenant, conversations) in &touched_by_tenant {
-        let kept = match built.tenants.get(*tenant) {
+    for (tenant, conversations) in touched_by_tenant(touched) {
+        let kept = match built.tenants.get(tenant) {
             Some(batch) => {
                 let ids = batch.column(conversation_col).as_string::<i32>();
                 let keep: arrow::array::BooleanArray = (0..batch.num_rows())
@@ -314,12 +381,12 @@ async fn update(
             }
             None => None,
         };
-        let parts: Vec<&RecordBatch> = kept.iter().chain(fresh.get(*tenant)).collect();
+        let parts: Vec<&RecordBatch> = kept.iter().chain(fresh.get(tenant)).collect();
         let merged = concat_batches(&built.schema, parts)?;
         if merged.num_rows() == 0 {
-            built.tenants.remove(*tenant);
+            built.tenants.remove(tenant);
         } else {
-            built.tenants.insert((*tenant).to_string(), merged);
+            built.tenants.insert(tenant.to_string(), merged);
         }
     }
     Ok(())
@@ -345,17 +412,24 @@ fn by_tenant(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<BTreeMap<Str
         .collect()
 }
 
-/// `conversation_state` in a session: the maintained rows, scoped.
+/// A maintained view in a session: its maintained rows, scoped.
 #[derive(Debug)]
 pub(crate) struct StateTable {
+    view: &'static str,
     engine: QueryEngine,
     scope: Option<String>,
     schema: SchemaRef,
 }
 
 impl StateTable {
-    pub(crate) fn new(engine: QueryEngine, scope: Option<String>, schema: SchemaRef) -> Self {
+    pub(crate) fn new(
+        view: &'static str,
+        engine: QueryEngine,
+        scope: Option<String>,
+        schema: SchemaRef,
+    ) -> Self {
         Self {
+            view,
             engine,
             scope,
             schema,
@@ -392,13 +466,15 @@ impl TableProvider for StateTable {
         if let Some(tenant) = &self.scope {
             bounds.scope_to(tenant);
         }
-        let state = self.engine.conversation_state();
-        let (schema, batches) = state
+        let (schema, batches) = self
+            .engine
+            .maintained(self.view)?
             .read(&self.engine, |tenant| bounds.keeps_tenant(tenant))
             .await?;
         if schema.fields() != self.schema.fields() {
             return Err(DataFusionError::Internal(format!(
-                "{VIEW}: the maintained rows do not have the view's schema"
+                "{}: the maintained rows do not have the view's schema",
+                self.view
             )));
         }
         Ok(MemorySourceConfig::try_new_exec(

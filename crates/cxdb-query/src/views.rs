@@ -109,16 +109,18 @@ pub(crate) struct ViewSchema {
     /// lookup so that a long-lived session (pgwire) sees views created after
     /// it started.
     custom: Option<CustomViews>,
-    /// Where `conversation_state` reads its maintained rows; `None`: it is
-    /// computed as a plain view (the sessions that maintain the rows).
+    /// Where the maintained views read their rows; `None`: they are plain
+    /// views (the sessions that compute maintained rows).
     materialized: Option<Materialized>,
 }
 
-/// The maintained `conversation_state` rows a session reads.
+/// Where a session reads the maintained views' rows.
 #[derive(Debug, Clone)]
 pub(crate) struct Materialized {
     pub(crate) engine: crate::QueryEngine,
     pub(crate) scope: Option<String>,
+    /// The maintained view this session computes (plain here).
+    pub(crate) except: Option<&'static str>,
 }
 
 /// Where a session finds its custom views.
@@ -301,11 +303,14 @@ impl SchemaProvider for ViewSchema {
             let predefined: Arc<str> = Arc::from("");
             let view = self.cached(name, &predefined, || self.plan(index)).await?;
             if let Some(m) = &self.materialized
-                && name == crate::materialized::VIEW
+                && let Some(maintained) = crate::materialized::MAINTAINED
+                    .iter()
+                    .find(|v| **v == name && m.except != Some(**v))
             {
                 // The plain view's plan gives the schema; the rows come
                 // from the maintained state.
                 return Ok(Some(Arc::new(crate::materialized::StateTable::new(
+                    maintained,
                     m.engine.clone(),
                     m.scope.clone(),
                     view.schema(),

@@ -458,22 +458,42 @@ async fn rows_of(engine: &QueryEngine, sql: &str) -> Vec<Vec<String>> {
     }
 }
 
-/// `conversation_state` is maintained incrementally (src/materialized.rs):
-/// after every write, the rows an engine that has seen each write read
-/// equal those of a fresh engine that computes everything from the events.
-/// The fixtures' events arrive in chunks of four, last chunk first, so
-/// conversations gain earlier events later (late arrivals move
-/// created_at, first replies and the status timeline), part of them in
-/// Parquet (a persist after the third chunk), part in the buffer; then an
-/// SLA policy is added, which must re-assign policies everywhere.
+/// The rows of `view` (sorted) read through `engine`, after checking that
+/// `fresh` reads the same.
+async fn same_rows(
+    engine: &QueryEngine,
+    fresh: &QueryEngine,
+    view: &str,
+    context: &str,
+) -> Vec<Vec<String>> {
+    let sql = format!("SELECT * FROM {view}");
+    let mut maintained = rows_of(engine, &sql).await;
+    let mut computed = rows_of(fresh, &sql).await;
+    maintained.sort();
+    computed.sort();
+    assert_eq!(maintained, computed, "{context}");
+    maintained
+}
+
+/// The maintained views (`conversation_state`, `replies`;
+/// src/materialized.rs) are kept up to date incrementally: after every
+/// write, the rows an engine that has seen each write reads equal those of
+/// a fresh engine that computes everything from the events. The fixtures'
+/// events arrive in chunks of four, last chunk first, so conversations gain
+/// earlier events later (late arrivals move created_at, first replies,
+/// reply numbers and the status timeline), part of them in Parquet (a
+/// persist after the third chunk), part in the buffer; `replies` is read
+/// first, so its update has to bring `conversation_state` up to date first.
+/// Then an SLA policy is added, which must re-assign policies everywhere.
 #[tokio::test]
-async fn maintained_conversation_state_equals_a_full_computation() {
-    const SQL: &str = "SELECT * FROM conversation_state ORDER BY tenant_id, conversation_id";
+async fn maintained_views_equal_a_full_computation() {
+    const VIEWS: [&str; 2] = ["replies", "conversation_state"];
     let dir = PathBuf::from(DIR);
     let mut applied = false;
     for fixture in [
         "conversations",
         "sla_status",
+        "replies",
         "handoffs",
         "bot_sessions",
         "csat",
@@ -509,23 +529,28 @@ async fn maintained_conversation_state_equals_a_full_computation() {
             if i == 2 {
                 storage.persist().await.unwrap_or_else(|e| panic!("{e}"));
             }
-            let maintained = rows_of(&engine, SQL).await;
-            assert_eq!(
-                maintained,
-                rows_of(&fresh(), SQL).await,
-                "{fixture}: after chunk {i}"
-            );
-            seen = maintained.len();
+            for view in VIEWS {
+                let context = format!("{fixture}: {view} after chunk {i}");
+                let maintained = same_rows(&engine, &fresh(), view, &context).await;
+                if view == "conversation_state" {
+                    seen = maintained.len();
+                }
+            }
         }
         assert!(seen > 0, "{fixture}: no conversations");
         // One full computation (the first read), then only updates.
-        let stats = engine.maintenance_stats();
-        assert_eq!(
-            (stats.rebuilds, stats.updates),
-            (1, chunks_written - 1),
-            "{fixture}"
-        );
-        assert!(stats.recomputed >= stats.updates, "{fixture}: {stats:?}");
+        for view in VIEWS {
+            let stats = engine.maintenance_stats(view).unwrap_or_default();
+            assert_eq!(
+                (stats.rebuilds, stats.updates),
+                (1, chunks_written - 1),
+                "{fixture}: {view}"
+            );
+            assert!(
+                stats.recomputed >= stats.updates,
+                "{fixture}: {view}: {stats:?}"
+            );
+        }
 
         let tenant = events[0].tenant_id.clone();
         storage
@@ -542,22 +567,20 @@ async fn maintained_conversation_state_equals_a_full_computation() {
                 })
             })
             .unwrap_or_else(|e| panic!("{e}"));
-        let maintained = rows_of(&engine, SQL).await;
-        assert_eq!(
-            maintained,
-            rows_of(&fresh(), SQL).await,
-            "{fixture}: new policy"
-        );
-        assert_eq!(
-            engine.maintenance_stats().rebuilds,
-            2,
-            "{fixture}: a new policy rebuilds"
-        );
-        // (Where every conversation has a more specific policy, it applies
-        // nowhere, and nothing may change.)
-        applied |= maintained
-            .iter()
-            .any(|r| r.contains(&"zz-catch-all".to_string()));
+        for view in VIEWS {
+            let context = format!("{fixture}: {view} with a new policy");
+            let maintained = same_rows(&engine, &fresh(), view, &context).await;
+            assert_eq!(
+                engine.maintenance_stats(view).unwrap_or_default().rebuilds,
+                2,
+                "{fixture}: {view}: a new policy rebuilds"
+            );
+            // (Where every conversation has a more specific policy, it
+            // applies nowhere, and nothing may change.)
+            applied |= maintained
+                .iter()
+                .any(|r| r.contains(&"zz-catch-all".to_string()));
+        }
     }
     assert!(applied, "the new policy applied in no fixture");
 }

@@ -169,12 +169,15 @@ fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 /// The schema results are sent with: view types (`Utf8View`, `BinaryView`),
-/// at any depth, as their plain forms. DataFusion's logical plans (the
-/// schema `GetFlightInfo` announces) and its execution (the batches `DoGet`
-/// streams) do not always agree on them — `array_agg` over a string column
-/// is `List(Utf8)` in one and `List(Utf8View)` in the other, and clients
-/// (ADBC) refuse a stream whose schema differs from the announced one — and
-/// not every Flight SQL client reads view types.
+/// at any depth, as their plain forms, and every field nullable.
+/// DataFusion's logical plans (the schema `GetFlightInfo` announces) and its
+/// execution (the batches `DoGet` streams) do not always agree on either —
+/// `array_agg` over a string column is `List(Utf8)` in one and
+/// `List(Utf8View)` in the other; `coalesce(x, 0)` over an outer join is
+/// NOT NULL in one and nullable in the other — and clients (ADBC) refuse a
+/// stream whose schema differs from the announced one. Not every Flight SQL
+/// client reads view types either. (`GetTables` still reports the tables'
+/// NOT NULL columns.)
 fn wire_schema(schema: &Schema) -> Schema {
     Schema::new_with_metadata(
         schema
@@ -187,7 +190,10 @@ fn wire_schema(schema: &Schema) -> Schema {
 }
 
 fn wire_field(field: &Field) -> Field {
-    field.clone().with_data_type(wire_type(field.data_type()))
+    field
+        .clone()
+        .with_data_type(wire_type(field.data_type()))
+        .with_nullable(true)
 }
 
 fn wire_type(t: &DataType) -> DataType {

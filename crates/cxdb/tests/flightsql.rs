@@ -704,3 +704,44 @@ async fn errors_name_the_problem() {
     // The server is still serving.
     assert_eq!(strings(&query(&mut c, "SELECT 1 + 1").await, 0), ["2"]);
 }
+
+/// The schema `GetFlightInfo` announces is the schema `DoGet` streams, even
+/// where DataFusion's planned and executed schemas differ (ADBC refuses a
+/// mismatch): a list aggregated from strings (`List(Utf8)` planned,
+/// `List(Utf8View)` executed) and `coalesce` over an outer join (NOT NULL
+/// planned, nullable executed), as in the `journeys` view.
+#[tokio::test]
+async fn announced_schema_is_the_streamed_schema() {
+    let s = TestServer::start().await;
+    seed(&s).await;
+    let mut c = client(&s).await;
+    let sql = "SELECT e.tenant_id, array_agg(e.channel) AS channels, \
+               coalesce(max(x.n), 0) AS n, count(*) AS events \
+               FROM events e LEFT JOIN (SELECT tenant_id, count(*) AS n FROM events \
+               WHERE channel = 'sms' GROUP BY tenant_id) x ON x.tenant_id = e.tenant_id \
+               GROUP BY e.tenant_id ORDER BY e.tenant_id";
+    let info = c
+        .execute(sql.to_string(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let announced = info
+        .clone()
+        .try_decode_schema()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let batches = fetch(&mut c, info).await;
+    assert!(!batches.is_empty());
+    for b in &batches {
+        assert_eq!(b.schema().as_ref(), &announced);
+    }
+    assert_eq!(
+        announced.field(1).data_type(),
+        &DataType::List(Arc::new(arrow::datatypes::Field::new(
+            "item",
+            DataType::Utf8,
+            true
+        )))
+    );
+    assert_eq!(strings(&batches, 0), vec!["acme", "globex"]);
+    assert_eq!(strings(&batches, 2), vec!["0", "0"]);
+    assert_eq!(strings(&batches, 3), vec!["2", "1"]);
+}
