@@ -377,7 +377,12 @@ def main():
             raise AssertionError(f"public not in get_schema_names() = {schemas}")
         expect(insp.get_enums(), [], "get_enums")
         expect(insp.get_domains(), [], "get_domains")
+        # conversations reads the maintained conversation_state, which
+        # reads events.
         definition = insp.get_view_definition("conversations")
+        if not definition or "FROM conversation_state" not in definition:
+            raise AssertionError(f"conversations definition {definition!r}")
+        definition = insp.get_view_definition("conversation_state")
         if not definition or "events" not in definition:
             raise AssertionError(f"conversations definition {definition!r}")
         return f"schemas {schemas}, conversations definition {len(definition)} chars"

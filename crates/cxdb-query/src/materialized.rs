@@ -416,6 +416,8 @@ fn by_tenant(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<BTreeMap<Str
 #[derive(Debug)]
 pub(crate) struct StateTable {
     view: &'static str,
+    /// The view's `CREATE VIEW` text (what catalogs show).
+    definition: Option<String>,
     engine: QueryEngine,
     scope: Option<String>,
     schema: SchemaRef,
@@ -424,12 +426,14 @@ pub(crate) struct StateTable {
 impl StateTable {
     pub(crate) fn new(
         view: &'static str,
+        definition: Option<String>,
         engine: QueryEngine,
         scope: Option<String>,
         schema: SchemaRef,
     ) -> Self {
         Self {
             view,
+            definition,
             engine,
             scope,
             schema,
@@ -445,6 +449,10 @@ impl TableProvider for StateTable {
 
     fn table_type(&self) -> TableType {
         TableType::View
+    }
+
+    fn get_table_definition(&self) -> Option<&str> {
+        self.definition.as_deref()
     }
 
     fn supports_filters_pushdown(

@@ -311,6 +311,7 @@ impl SchemaProvider for ViewSchema {
                 // from the maintained state.
                 return Ok(Some(Arc::new(crate::materialized::StateTable::new(
                     maintained,
+                    view.get_table_definition().map(str::to_string),
                     m.engine.clone(),
                     m.scope.clone(),
                     view.schema(),

@@ -235,7 +235,7 @@ fn flight_info(
     descriptor: FlightDescriptor,
 ) -> Result<Response<FlightInfo>, Status> {
     let info = FlightInfo::new()
-        .try_with_schema(&wire_schema(schema))
+        .try_with_schema(schema)
         .map_err(internal)?
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor);
@@ -245,7 +245,7 @@ fn flight_info(
 /// A schema as Flight SQL sends it in prepared-statement results and
 /// `GetTables`: an encapsulated IPC schema message.
 fn ipc_schema(schema: &Schema) -> Result<Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(&wire_schema(schema), &IpcWriteOptions::default())
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
         .map_err(internal)?;
     Ok(bytes)
@@ -376,7 +376,7 @@ impl FlightSqlService for FlightSvc {
             statement_handle: Statement::query(query.query).encode(),
         };
         flight_info(
-            &info.schema,
+            &wire_schema(&info.schema),
             ticket.as_any().encode_to_vec(),
             request.into_inner(),
         )
@@ -407,7 +407,7 @@ impl FlightSqlService for FlightSvc {
             statement_handle: stmt.encode(),
         };
         flight_info(
-            &info.schema,
+            &wire_schema(&info.schema),
             ticket.as_any().encode_to_vec(),
             request.into_inner(),
         )
@@ -881,7 +881,7 @@ impl FlightSqlService for FlightSvc {
             .collect();
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: Statement::prepared(query.query).encode(),
-            dataset_schema: ipc_schema(&info.schema)?,
+            dataset_schema: ipc_schema(&wire_schema(&info.schema))?,
             parameter_schema: ipc_schema(&Schema::new(parameters))?,
         })
     }

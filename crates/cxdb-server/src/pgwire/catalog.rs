@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use datafusion::catalog::view::ViewTable;
+use datafusion::datasource::TableType;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
@@ -117,9 +117,10 @@ async fn view_definitions(ctx: &SessionContext) -> BTreeMap<String, String> {
         let Ok(Some(table)) = schema.table(&name).await else {
             continue;
         };
+        // Views, and the maintained views (whose provider is not a ViewTable).
         let Some(definition) = table
-            .downcast_ref::<ViewTable>()
-            .and_then(|v| v.definition())
+            .get_table_definition()
+            .filter(|_| table.table_type() == TableType::View)
         else {
             continue;
         };
