@@ -110,6 +110,11 @@ impl TableProvider for EventsTable {
                 sizes[g] += f.size_bytes;
                 file_groups[g].push(PartitionedFile::new(f.path, f.size_bytes));
             }
+            // Filters prune row groups and pages only; they are not pushed
+            // into decoding (`with_pushdown_filters`): measured on the 1M
+            // query benchmark (2026-11-26) late materialization made the
+            // geomean against DuckDB 1.76× instead of 1.50× — only the
+            // single-conversation drill-down gained (29 → 14 ms).
             let mut source = ParquetSource::new(Arc::clone(&schema)).with_enable_page_index(true);
             if let Some(predicate) = conjunction(filters.iter().cloned()) {
                 let df_schema = DFSchema::try_from(Arc::clone(&schema))?;
