@@ -70,6 +70,11 @@ use crate::pruning::ScanBounds;
 /// and the SLA configuration, never on the time of the query.
 pub(crate) const MAINTAINED: [&str; 2] = [CONVERSATION_STATE, "replies"];
 
+/// Above this many touched conversations (a server that ingested for hours
+/// without anyone reading the views), an update would hold all their events
+/// in memory at once; a rebuild streams them through aggregations instead.
+const MAX_UPDATE_CONVERSATIONS: usize = 50_000;
+
 /// The per-conversation facts; its `first_event_at` bounds every
 /// maintained view's recomputation scan.
 pub(crate) const CONVERSATION_STATE: &str = "conversation_state";
@@ -172,7 +177,11 @@ impl Maintained {
         let mut changes = Restore::new(&self.changes, self.changes.take());
         let rebuild = match &cache.built {
             None => true,
-            Some(built) => changes.get().reset || built.config != config,
+            Some(built) => {
+                changes.get().reset
+                    || built.config != config
+                    || changes.get().touched.len() > MAX_UPDATE_CONVERSATIONS
+            }
         };
         if rebuild {
             let started = std::time::Instant::now();
