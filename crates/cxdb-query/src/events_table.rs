@@ -54,8 +54,7 @@ impl TableProvider for EventsTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Used for pruning; DataFusion still applies every filter to the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(crate::pruning::inexact(filters))
     }
 
     async fn scan(
@@ -66,10 +65,7 @@ impl TableProvider for EventsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = events_schema();
-        let mut bounds = ScanBounds::from_filters(filters);
-        if let Some(tenant) = &self.scope {
-            bounds.scope_to(tenant);
-        }
+        let bounds = ScanBounds::of_scan(filters, self.scope.as_deref());
         let snapshot = self
             .storage
             .snapshot(|tenant, day| bounds.keeps_tenant(tenant) && bounds.keeps_day(day));

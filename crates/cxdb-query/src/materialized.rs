@@ -87,7 +87,8 @@ type Config = (Vec<BusinessCalendar>, Vec<SlaPolicy>);
 pub(crate) struct Maintained {
     view: &'static str,
     changes: Arc<ConversationChanges>,
-    cache: tokio::sync::Mutex<Cache>,
+    /// `None` until the first full computation.
+    cache: tokio::sync::Mutex<Option<Built>>,
     rebuilds: AtomicU64,
     updates: AtomicU64,
     recomputed: AtomicU64,
@@ -104,12 +105,6 @@ pub struct MaintenanceStats {
     pub recomputed: u64,
 }
 
-#[derive(Debug, Default)]
-struct Cache {
-    /// `None` until the first full computation.
-    built: Option<Built>,
-}
-
 #[derive(Debug)]
 struct Built {
     config: Config,
@@ -123,7 +118,7 @@ impl Maintained {
         Self {
             view,
             changes,
-            cache: tokio::sync::Mutex::new(Cache::default()),
+            cache: tokio::sync::Mutex::new(None),
             rebuilds: AtomicU64::new(0),
             updates: AtomicU64::new(0),
             recomputed: AtomicU64::new(0),
@@ -148,7 +143,7 @@ impl Maintained {
     ) -> Result<i64> {
         self.read(engine, |_| false).await?;
         let cache = self.cache.lock().await;
-        match &cache.built {
+        match &*cache {
             Some(built) => earliest_event(built, touched),
             None => Ok(i64::MIN),
         }
@@ -175,7 +170,7 @@ impl Maintained {
         let manifest = engine.storage().manifest();
         let config: Config = (manifest.calendars.clone(), manifest.sla_policies.clone());
         let mut changes = Restore::new(&self.changes, self.changes.take());
-        let rebuild = match &cache.built {
+        let rebuild = match &*cache {
             None => true,
             Some(built) => {
                 changes.get().reset
@@ -197,14 +192,14 @@ impl Maintained {
                 secs = started.elapsed().as_secs_f64(),
                 "maintained view built from every event"
             );
-            cache.built = Some(Built {
+            *cache = Some(Built {
                 config,
                 tenants,
                 schema,
             });
             self.rebuilds.fetch_add(1, Ordering::Relaxed);
         } else if !changes.get().touched.is_empty() {
-            let built = cache.built.as_mut().expect("built above");
+            let built = cache.as_mut().expect("built above");
             let touched = &changes.get().touched;
             let started = std::time::Instant::now();
             let earliest = if self.view == CONVERSATION_STATE {
@@ -227,7 +222,7 @@ impl Maintained {
                 .fetch_add(touched.len() as u64, Ordering::Relaxed);
         }
         changes.applied();
-        let built = cache.built.as_ref().expect("built above");
+        let built = cache.as_ref().expect("built above");
         let batches = built
             .tenants
             .iter()
@@ -468,8 +463,7 @@ impl TableProvider for StateTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Used to skip tenants; DataFusion still applies every filter.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(crate::pruning::inexact(filters))
     }
 
     async fn scan(
@@ -479,10 +473,7 @@ impl TableProvider for StateTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut bounds = ScanBounds::from_filters(filters);
-        if let Some(tenant) = &self.scope {
-            bounds.scope_to(tenant);
-        }
+        let bounds = ScanBounds::of_scan(filters, self.scope.as_deref());
         let (schema, batches) = self
             .engine
             .maintained(self.view)?

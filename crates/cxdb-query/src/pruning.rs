@@ -4,9 +4,16 @@
 use std::collections::BTreeSet;
 
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 
 use cxdb_model::time::day_of;
+
+/// What a provider that prunes with [`ScanBounds`] answers DataFusion's
+/// `supports_filters_pushdown`: every filter is used to skip data, and
+/// DataFusion still applies each one to the rows.
+pub fn inexact(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
+    vec![TableProviderFilterPushDown::Inexact; filters.len()]
+}
 
 /// Bounds implied by a conjunction of filters. `None` means unconstrained.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -24,6 +31,16 @@ impl ScanBounds {
         let mut b = Self::default();
         for f in filters {
             b.add(f);
+        }
+        b
+    }
+
+    /// The bounds of a scan: its pushed-down `filters`, narrowed to the
+    /// session's tenant `scope`.
+    pub fn of_scan(filters: &[Expr], scope: Option<&str>) -> Self {
+        let mut b = Self::from_filters(filters);
+        if let Some(tenant) = scope {
+            b.scope_to(tenant);
         }
         b
     }

@@ -231,10 +231,11 @@ fn fixture_of(script: &Path) -> Option<String> {
         .map(|f| f.trim().to_string())
 }
 
-async fn run(name: &str) {
+/// A fresh storage engine (no background tasks) in a temporary directory,
+/// with the configuration of `<fixture>.config.json` when there is one, and
+/// the events of `<fixture>.ndjson` (none without the file), not written.
+async fn fixture_storage(fixture: &str) -> (tempfile::TempDir, Arc<Storage>, Vec<Event>) {
     let dir = PathBuf::from(DIR);
-    let script = dir.join(format!("{name}.slt"));
-    let fixture = fixture_of(&script).unwrap_or_else(|| name.to_string());
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut config = StorageConfig::new(tmp.path());
     config.background = false;
@@ -252,14 +253,21 @@ async fn run(name: &str) {
     } else {
         Vec::new()
     };
+    (tmp, storage, events)
+}
+
+async fn run(name: &str) {
+    let dir = PathBuf::from(DIR);
+    let script = dir.join(format!("{name}.slt"));
+    let fixture = fixture_of(&script).unwrap_or_else(|| name.to_string());
+    let (_tmp, storage, events) = fixture_storage(&fixture).await;
     let first = storage
         .write(events.clone(), WriteOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         first.rejected.is_empty(),
-        "{}: rejected {:?}",
-        events_file.display(),
+        "{fixture}.ndjson: rejected {:?}",
         first.rejected
     );
 
@@ -488,7 +496,6 @@ async fn same_rows(
 #[tokio::test]
 async fn maintained_views_equal_a_full_computation() {
     const VIEWS: [&str; 2] = ["replies", "conversation_state"];
-    let dir = PathBuf::from(DIR);
     let mut applied = false;
     for fixture in [
         "conversations",
@@ -499,18 +506,8 @@ async fn maintained_views_equal_a_full_computation() {
         "csat",
         "journeys",
     ] {
-        let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut config = StorageConfig::new(tmp.path());
-        config.background = false;
-        let storage = Storage::open(config)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let config_file = dir.join(format!("{fixture}.config.json"));
-        if config_file.exists() {
-            load_config(&storage, &config_file);
-        }
-        let now = cxdb_model::time::now_micros() / 1_000_000 * 1_000_000;
-        let events = load_events(&dir.join(format!("{fixture}.ndjson")), now);
+        let (_tmp, storage, events) = fixture_storage(fixture).await;
+        assert!(!events.is_empty(), "{fixture}: no events");
         let engine = QueryEngine::new(Arc::clone(&storage), QueryLimits::default())
             .unwrap_or_else(|e| panic!("{e}"));
         let fresh = || {

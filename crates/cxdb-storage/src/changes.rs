@@ -47,10 +47,6 @@ impl Changes {
             }
         }
     }
-
-    pub fn is_empty(&self) -> bool {
-        !self.reset && self.touched.is_empty()
-    }
 }
 
 /// One subscriber's collected changes.

@@ -115,8 +115,7 @@ impl TableProvider for JourneyMap {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // Tenant filters narrow what is stitched; DataFusion applies them all.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        Ok(crate::pruning::inexact(filters))
     }
 
     async fn scan(
@@ -132,10 +131,7 @@ impl TableProvider for JourneyMap {
             .ok_or_else(|| {
                 DataFusionError::Internal("journey_map() needs a SessionState".into())
             })?;
-        let mut bounds = ScanBounds::from_filters(filters);
-        if let Some(tenant) = &self.scope {
-            bounds.scope_to(tenant);
-        }
+        let bounds = ScanBounds::of_scan(filters, self.scope.as_deref());
         let key = (self.storage.data_version(), bounds.tenants.clone());
         let mut last = self.cache.last.lock().await;
         let batch = match last.as_ref().filter(|(k, _)| *k == key) {
