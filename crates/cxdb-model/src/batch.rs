@@ -3,14 +3,14 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int32Array,
     Int32Builder, Int64Array, Int64Builder, ListArray, ListBuilder, StringArray, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder, new_null_array,
 };
-use arrow::compute::cast;
+use arrow::compute::{cast, filter};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Event, EventFields, default_is_public};
 use crate::schema::{EVENT_COLUMNS, events_schema};
 
 /// Builds a `RecordBatch` of the events schema from [`Event`] rows.
@@ -169,64 +169,242 @@ impl EventBatchBuilder {
     }
 }
 
-/// Reads the rows of an Arrow batch that carries (a subset of) the events
-/// columns: nullable columns may be omitted, `ingested_at` may be missing,
-/// timestamps of any unit and Utf8View/LargeUtf8 strings are converted.
-/// Unknown columns or wrong types are an [`Error::Schema`] naming the column.
-pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event>> {
-    let schema = events_schema();
-    let input = batch.schema();
-    for f in input.fields() {
-        if schema.field_with_name(f.name()).is_err() {
-            return Err(Error::Schema(format!(
-                "unknown column {:?}; the events table has the columns of SPEC §2",
-                f.name()
-            )));
-        }
-    }
-    let mut cols: Vec<Option<ArrayRef>> = Vec::with_capacity(EVENT_COLUMNS.len());
-    for field in schema.fields() {
-        let Some(array) = batch.column_by_name(field.name()) else {
-            if !field.is_nullable() && field.name() != "ingested_at" {
+/// The columns of an Arrow batch a client sent, in the events schema's
+/// order and types: nullable columns may be omitted (all null here),
+/// `ingested_at` may be missing, timestamps of any unit and
+/// Utf8View/LargeUtf8 strings are converted. Required columns may still hold
+/// nulls: those rows fail [`EventFields::check`] ("is required").
+#[derive(Debug, Clone)]
+pub struct EventColumns {
+    columns: Vec<ArrayRef>,
+    rows: usize,
+}
+
+impl EventColumns {
+    /// Unknown columns, missing required ones or wrong types are an
+    /// [`Error::Schema`] naming the column.
+    pub fn from_batch(batch: &RecordBatch) -> Result<Self> {
+        let schema = events_schema();
+        let input = batch.schema();
+        for f in input.fields() {
+            if schema.field_with_name(f.name()).is_err() {
                 return Err(Error::Schema(format!(
-                    "required column {:?} is missing",
+                    "unknown column {:?}; the events table has the columns of SPEC §2",
+                    f.name()
+                )));
+            }
+        }
+        let rows = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(EVENT_COLUMNS.len());
+        for field in schema.fields() {
+            let Some(array) = batch.column_by_name(field.name()) else {
+                if field.name() == "ingested_at" {
+                    // Set on acceptance.
+                    columns.push(Arc::new(
+                        TimestampMicrosecondArray::from(vec![0; rows]).with_timezone("UTC"),
+                    ));
+                    continue;
+                }
+                if !field.is_nullable() {
+                    return Err(Error::Schema(format!(
+                        "required column {:?} is missing",
+                        field.name()
+                    )));
+                }
+                columns.push(new_null_array(field.data_type(), rows));
+                continue;
+            };
+            let want = field.data_type();
+            let got = array.data_type();
+            let convertible = got == want
+                || matches!(
+                    (got, want),
+                    (DataType::Timestamp(..), DataType::Timestamp(..))
+                )
+                || (matches!(got, DataType::Utf8View | DataType::LargeUtf8)
+                    && *want == DataType::Utf8)
+                || (matches!(
+                    got,
+                    DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_)
+                ) && matches!(want, DataType::List(_)));
+            if !convertible {
+                return Err(Error::Schema(format!(
+                    "column {:?} has type {got}, expected {want}",
                     field.name()
                 )));
             }
-            cols.push(None);
-            continue;
-        };
-        let want = field.data_type();
-        let got = array.data_type();
-        let convertible = got == want
-            || matches!(
-                (got, want),
-                (DataType::Timestamp(..), DataType::Timestamp(..))
-            )
-            || (matches!(got, DataType::Utf8View | DataType::LargeUtf8) && *want == DataType::Utf8)
-            || (matches!(
-                got,
-                DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_)
-            ) && matches!(want, DataType::List(_)));
-        if !convertible {
-            return Err(Error::Schema(format!(
-                "column {:?} has type {got}, expected {want}",
-                field.name()
-            )));
+            let array = if got == want {
+                Arc::clone(array)
+            } else {
+                cast(array, want).map_err(|e| {
+                    Error::Schema(format!(
+                        "column {:?} cannot be read as {want}: {e}",
+                        field.name()
+                    ))
+                })?
+            };
+            columns.push(array);
         }
-        let array = if got == want {
-            Arc::clone(array)
-        } else {
-            cast(array, want).map_err(|e| {
-                Error::Schema(format!(
-                    "column {:?} cannot be read as {want}: {e}",
-                    field.name()
-                ))
-            })?
-        };
-        cols.push(Some(array));
+        Ok(Self { columns, rows })
     }
 
+    pub fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    fn column(&self, name: &str) -> &ArrayRef {
+        // Every column of the schema is present (`from_batch`).
+        let pos = EVENT_COLUMNS.iter().position(|c| *c == name).unwrap_or(0);
+        &self.columns[pos]
+    }
+
+    fn strings(&self, name: &str) -> Result<&StringArray> {
+        self.column(name)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::Schema(format!("column {name:?} is not Utf8")))
+    }
+
+    fn typed<T: Array + 'static>(&self, name: &str) -> Result<&T> {
+        self.column(name)
+            .as_any()
+            .downcast_ref::<T>()
+            .ok_or_else(|| Error::Schema(format!("column {name:?} has an unexpected type")))
+    }
+
+    /// Row-wise access to what validation looks at.
+    pub fn fields(&self) -> Result<BatchFields<'_>> {
+        Ok(BatchFields {
+            tenant_id: self.strings("tenant_id")?,
+            event_id: self.strings("event_id")?,
+            event_time: self.typed("event_time")?,
+            event_type: self.strings("event_type")?,
+            channel: self.strings("channel")?,
+            conversation_id: self.strings("conversation_id")?,
+            actor_type: self.strings("actor_type")?,
+            agent_id: self.strings("agent_id")?,
+            status: self.strings("status")?,
+            priority: self.strings("priority")?,
+            csat_score: self.typed("csat_score")?,
+            bot_id: self.strings("bot_id")?,
+            confidence: self.typed("confidence")?,
+            workflow_id: self.strings("workflow_id")?,
+            store: self.strings("store")?,
+            order_id: self.strings("order_id")?,
+            order_total: self.typed("order_total")?,
+            currency: self.strings("currency")?,
+            duration_ms: self.typed("duration_ms")?,
+            attributes: self.strings("attributes")?,
+        })
+    }
+
+    /// The rows `keep` selects as a batch of the events schema, accepted at
+    /// `ingested_at` (µs), with `is_public` defaulted for messages. The kept
+    /// rows must have passed [`EventFields::check`] (no null in a required
+    /// column).
+    pub fn accept(&self, keep: &BooleanArray, ingested_at: i64) -> Result<RecordBatch> {
+        let all_kept = keep.true_count() == self.rows;
+        let mut columns: Vec<ArrayRef> = if all_kept {
+            self.columns.clone()
+        } else {
+            self.columns
+                .iter()
+                .map(|c| filter(c, keep))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        let kept = keep.true_count();
+        let pos = |name: &str| EVENT_COLUMNS.iter().position(|c| *c == name).unwrap_or(0);
+        columns[pos("ingested_at")] =
+            Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; kept]).with_timezone("UTC"));
+        let event_type = columns[pos("event_type")]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::Schema("column \"event_type\" is not Utf8".into()))?;
+        let is_public = columns[pos("is_public")]
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| Error::Schema("column \"is_public\" is not Boolean".into()))?;
+        let defaulted: BooleanArray = (0..kept)
+            .map(|i| {
+                let given = is_public.is_valid(i).then(|| is_public.value(i));
+                default_is_public(event_type.value(i), given)
+            })
+            .collect();
+        columns[pos("is_public")] = Arc::new(defaulted);
+        Ok(RecordBatch::try_new(events_schema(), columns)?)
+    }
+}
+
+/// Typed columns of an [`EventColumns`], read row by row as [`EventFields`].
+#[derive(Debug)]
+pub struct BatchFields<'a> {
+    tenant_id: &'a StringArray,
+    event_id: &'a StringArray,
+    event_time: &'a TimestampMicrosecondArray,
+    event_type: &'a StringArray,
+    channel: &'a StringArray,
+    conversation_id: &'a StringArray,
+    actor_type: &'a StringArray,
+    agent_id: &'a StringArray,
+    status: &'a StringArray,
+    priority: &'a StringArray,
+    csat_score: &'a Int32Array,
+    bot_id: &'a StringArray,
+    confidence: &'a Float64Array,
+    workflow_id: &'a StringArray,
+    store: &'a StringArray,
+    order_id: &'a StringArray,
+    order_total: &'a Float64Array,
+    currency: &'a StringArray,
+    duration_ms: &'a Int64Array,
+    attributes: &'a StringArray,
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn opt<T: arrow::datatypes::ArrowPrimitiveType>(
+    a: &arrow::array::PrimitiveArray<T>,
+    i: usize,
+) -> Option<T::Native> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+impl<'a> BatchFields<'a> {
+    /// Row `i`; a null in a required column reads as empty (rejected by
+    /// [`EventFields::check`] as "is required").
+    pub fn row(&self, i: usize) -> EventFields<'a> {
+        EventFields {
+            tenant_id: opt_str(self.tenant_id, i).unwrap_or_default(),
+            event_id: opt_str(self.event_id, i).unwrap_or_default(),
+            event_time: opt(self.event_time, i).unwrap_or(i64::MIN),
+            event_type: opt_str(self.event_type, i).unwrap_or_default(),
+            channel: opt_str(self.channel, i),
+            conversation_id: opt_str(self.conversation_id, i),
+            actor_type: opt_str(self.actor_type, i),
+            agent_id: opt_str(self.agent_id, i),
+            status: opt_str(self.status, i),
+            priority: opt_str(self.priority, i),
+            csat_score: opt(self.csat_score, i),
+            bot_id: opt_str(self.bot_id, i),
+            confidence: opt(self.confidence, i),
+            workflow_id: opt_str(self.workflow_id, i),
+            store: opt_str(self.store, i),
+            order_id: opt_str(self.order_id, i),
+            order_total: opt(self.order_total, i),
+            currency: opt_str(self.currency, i),
+            duration_ms: opt(self.duration_ms, i),
+            attributes: opt_str(self.attributes, i),
+        }
+    }
+}
+
+/// Reads the rows of an Arrow batch that carries (a subset of) the events
+/// columns, converted as [`EventColumns::from_batch`] does.
+pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event>> {
+    let normalized = EventColumns::from_batch(batch)?;
+    let cols: Vec<Option<ArrayRef>> = normalized.columns.iter().cloned().map(Some).collect();
     let str_col = |name: &str| -> Option<&StringArray> {
         let pos = EVENT_COLUMNS.iter().position(|c| *c == name)?;
         cols[pos].as_ref()?.as_any().downcast_ref::<StringArray>()

@@ -42,24 +42,50 @@ pub struct Event {
 /// Longest accepted `event_id` (characters).
 pub const MAX_EVENT_ID_CHARS: usize = 128;
 
-impl Event {
+/// The fields the rules of SPEC §2 look at, borrowed: from an [`Event`] or
+/// from one row of an Arrow batch ([`crate::BatchFields`]), so both write
+/// paths check with the same code.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFields<'a> {
+    pub tenant_id: &'a str,
+    pub event_id: &'a str,
+    pub event_time: i64,
+    pub event_type: &'a str,
+    pub channel: Option<&'a str>,
+    pub conversation_id: Option<&'a str>,
+    pub actor_type: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub priority: Option<&'a str>,
+    pub csat_score: Option<i32>,
+    pub bot_id: Option<&'a str>,
+    pub confidence: Option<f64>,
+    pub workflow_id: Option<&'a str>,
+    pub store: Option<&'a str>,
+    pub order_id: Option<&'a str>,
+    pub order_total: Option<f64>,
+    pub currency: Option<&'a str>,
+    pub duration_ms: Option<i64>,
+    pub attributes: Option<&'a str>,
+}
+
+impl EventFields<'_> {
     /// Checks the event against SPEC §2: identifiers, the event-type table,
     /// enums and ranges. `index` is the event's position in its request and
-    /// is carried into the error. Fills defaults (`is_public` = true for
-    /// messages).
-    pub fn validate(&mut self, index: usize) -> Result<(), EventError> {
-        let id = (!self.event_id.is_empty()).then_some(self.event_id.as_str());
+    /// is carried into the error.
+    pub fn check(&self, index: usize) -> Result<(), EventError> {
+        let id = (!self.event_id.is_empty()).then_some(self.event_id);
         let err = |field: &str, msg: String| Err(EventError::new(index, id, field, msg));
 
         if self.tenant_id.is_empty() {
             return err("tenant_id", "is required".into());
         }
-        if !vocab::is_valid_tenant_id(&self.tenant_id) {
+        if !vocab::is_valid_tenant_id(self.tenant_id) {
             return err(
                 "tenant_id",
                 format!(
                     "{:?} does not match [a-z0-9][a-z0-9_-]{{0,63}}",
-                    truncate(&self.tenant_id)
+                    truncate(self.tenant_id)
                 ),
             );
         }
@@ -85,12 +111,12 @@ impl Event {
         if self.event_type.is_empty() {
             return err("event_type", "is required".into());
         }
-        let Some(required) = vocab::required_fields(&self.event_type) else {
+        let Some(required) = vocab::required_fields(self.event_type) else {
             return err(
                 "event_type",
                 format!(
                     "unknown event type {:?}; use a known type or the prefix \"custom.\"",
-                    truncate(&self.event_type)
+                    truncate(self.event_type)
                 ),
             );
         };
@@ -100,18 +126,17 @@ impl Event {
             }
         }
 
-        check_enum("channel", &self.channel, vocab::CHANNELS).or_else(|m| err("channel", m))?;
-        check_enum("actor_type", &self.actor_type, vocab::ACTOR_TYPES)
+        check_enum("channel", self.channel, vocab::CHANNELS).or_else(|m| err("channel", m))?;
+        check_enum("actor_type", self.actor_type, vocab::ACTOR_TYPES)
             .or_else(|m| err("actor_type", m))?;
-        check_enum("priority", &self.priority, vocab::PRIORITIES)
-            .or_else(|m| err("priority", m))?;
-        check_enum("store", &self.store, vocab::STORES).or_else(|m| err("store", m))?;
+        check_enum("priority", self.priority, vocab::PRIORITIES).or_else(|m| err("priority", m))?;
+        check_enum("store", self.store, vocab::STORES).or_else(|m| err("store", m))?;
         let statuses = if self.event_type == "agent.status_changed" {
             vocab::AGENT_STATUSES
         } else {
             vocab::CONVERSATION_STATUSES
         };
-        check_enum("status", &self.status, statuses).or_else(|m| err("status", m))?;
+        check_enum("status", self.status, statuses).or_else(|m| err("status", m))?;
 
         if let Some(score) = self.csat_score
             && !(1..=5).contains(&score)
@@ -133,7 +158,7 @@ impl Event {
         {
             return err("duration_ms", format!("{d} is negative"));
         }
-        if let Some(c) = &self.currency
+        if let Some(c) = self.currency
             && !(c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
         {
             return err(
@@ -141,16 +166,13 @@ impl Event {
                 format!("{:?} is not an ISO 4217 code like \"USD\"", truncate(c)),
             );
         }
-        if let Some(a) = &self.attributes
+        if let Some(a) = self.attributes
             && !matches!(
                 serde_json::from_str::<serde_json::Value>(a),
                 Ok(serde_json::Value::Object(_))
             )
         {
             return err("attributes", "must be the text of a JSON object".into());
-        }
-        if self.is_public.is_none() && self.event_type == "message.created" {
-            self.is_public = Some(true);
         }
         Ok(())
     }
@@ -173,9 +195,53 @@ impl Event {
     }
 }
 
-fn check_enum(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), String> {
+/// `is_public` as stored: messages are public unless they say otherwise.
+pub fn default_is_public(event_type: &str, is_public: Option<bool>) -> Option<bool> {
+    match is_public {
+        None if event_type == "message.created" => Some(true),
+        other => other,
+    }
+}
+
+impl Event {
+    /// Checks the event against SPEC §2 ([`EventFields::check`]) and fills
+    /// defaults (`is_public` = true for messages).
+    pub fn validate(&mut self, index: usize) -> Result<(), EventError> {
+        self.fields().check(index)?;
+        self.is_public = default_is_public(&self.event_type, self.is_public);
+        Ok(())
+    }
+
+    /// The fields validation looks at, borrowed.
+    pub fn fields(&self) -> EventFields<'_> {
+        EventFields {
+            tenant_id: &self.tenant_id,
+            event_id: &self.event_id,
+            event_time: self.event_time,
+            event_type: &self.event_type,
+            channel: self.channel.as_deref(),
+            conversation_id: self.conversation_id.as_deref(),
+            actor_type: self.actor_type.as_deref(),
+            agent_id: self.agent_id.as_deref(),
+            status: self.status.as_deref(),
+            priority: self.priority.as_deref(),
+            csat_score: self.csat_score,
+            bot_id: self.bot_id.as_deref(),
+            confidence: self.confidence,
+            workflow_id: self.workflow_id.as_deref(),
+            store: self.store.as_deref(),
+            order_id: self.order_id.as_deref(),
+            order_total: self.order_total,
+            currency: self.currency.as_deref(),
+            duration_ms: self.duration_ms,
+            attributes: self.attributes.as_deref(),
+        }
+    }
+}
+
+fn check_enum(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), String> {
     match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(format!(
+        Some(v) if !allowed.contains(&v) => Err(format!(
             "{:?} is not a valid {field}; expected one of {}",
             truncate(v),
             allowed.join(", ")

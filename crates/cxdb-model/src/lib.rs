@@ -3,9 +3,12 @@
 //! the field, and conversions between JSON objects, [`Event`] rows and Arrow
 //! [`RecordBatch`](arrow::record_batch::RecordBatch)es.
 //!
-//! Every ingest protocol decodes into [`Event`]s (or an Arrow batch converted
-//! with [`events_from_batch`]), runs [`Event::validate`] and hands the accepted
-//! rows to the storage layer as one batch built by [`EventBatchBuilder`].
+//! The row protocols (gRPC, HTTP NDJSON, webhooks) decode into [`Event`]s,
+//! run [`Event::validate`] and hand the accepted rows to the storage layer as
+//! one batch built by [`EventBatchBuilder`]. Arrow batches (Flight `DoPut`)
+//! stay columnar: [`EventColumns`] converts the client's types, the same
+//! rules ([`EventFields::check`]) run on each row in place, and the accepted
+//! rows are filtered out of the batch without building [`Event`]s.
 
 mod batch;
 mod error;
@@ -15,8 +18,8 @@ mod schema;
 pub mod time;
 pub mod vocab;
 
-pub use batch::{EventBatchBuilder, events_from_batch};
+pub use batch::{BatchFields, EventBatchBuilder, EventColumns, events_from_batch};
 pub use error::{Error, EventError, Result};
-pub use event::{Event, MAX_EVENT_ID_CHARS};
+pub use event::{Event, EventFields, MAX_EVENT_ID_CHARS, default_is_public};
 pub use json::{event_from_json, event_from_json_line};
 pub use schema::{EVENT_COLUMNS, column, events_schema, timestamp_type};

@@ -6,6 +6,7 @@
 //! [`QueryLimits`] (memory, time, result rows, concurrency; `limits.rs`).
 
 mod audit;
+mod compact;
 mod config_tables;
 mod custom_views;
 mod error;

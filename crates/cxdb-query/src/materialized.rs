@@ -53,15 +53,19 @@ use cxdb_storage::catalog::{BusinessCalendar, SlaPolicy};
 use cxdb_storage::{Changes, ConversationChanges};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, JoinType, Result, ScalarValue};
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::{MemTable, MemorySourceConfig};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use tracing::{debug, info};
 
 use crate::QueryEngine;
+use crate::compact::compact_batch;
+use crate::functions::text_column;
 use crate::pruning::ScanBounds;
 
 /// The views whose rows are maintained, each after the maintained views it
@@ -316,14 +320,25 @@ async fn compute(
         // `handoffs`, `bot_sessions`), each of which would scan the files
         // again.
         let schema: SchemaRef = Arc::new(restricted.schema().as_arrow().clone());
-        let events = restricted.collect().await?;
+        let events = collect_compact(restricted).await?;
         ctx.deregister_table("events")?;
         ctx.register_table("events", Arc::new(MemTable::try_new(schema, vec![events])?))?;
     }
     let df = ctx.sql(&format!("SELECT * FROM {view}")).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let batches = collect_compact(df).await?;
     Ok((schema, batches))
+}
+
+/// The rows of `df`, each batch compacted as it arrives (see compact.rs):
+/// rows kept in memory must not pin the batches they were computed from.
+async fn collect_compact(df: DataFrame) -> Result<Vec<RecordBatch>> {
+    let mut stream = df.execute_stream().await?;
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next().await {
+        out.push(compact_batch(&batch?)?);
+    }
+    Ok(out)
 }
 
 /// The earliest event any touched conversation can have: the earliest one
@@ -337,7 +352,7 @@ fn earliest_event(built: &Built, touched: &HashMap<(String, String), i64>) -> Re
         let Some(batch) = built.tenants.get(tenant) else {
             continue;
         };
-        let ids = batch.column(conversation_col).as_string::<i32>();
+        let ids = text_column(batch.column(conversation_col), "conversation_id")?;
         let firsts = batch
             .column(first_event)
             .as_primitive::<TimestampMicrosecondType>();
@@ -377,7 +392,7 @@ async fn update(
     for (tenant, conversations) in touched_by_tenant(touched) {
         let kept = match built.tenants.get(tenant) {
             Some(batch) => {
-                let ids = batch.column(conversation_col).as_string::<i32>();
+                let ids = text_column(batch.column(conversation_col), "conversation_id")?;
                 let keep: arrow::array::BooleanArray = (0..batch.num_rows())
                     .map(|i| Some(!conversations.contains(ids.value(i))))
                     .collect();
@@ -399,7 +414,7 @@ async fn update(
 /// Splits rows into one batch per tenant.
 fn by_tenant(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<BTreeMap<String, RecordBatch>> {
     let all = concat_batches(schema, batches)?;
-    let tenants = all.column(schema.index_of("tenant_id")?).as_string::<i32>();
+    let tenants = text_column(all.column(schema.index_of("tenant_id")?), "tenant_id")?;
     let mut rows: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for i in 0..all.num_rows() {
         let row = u32::try_from(i)

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder, FlightRecordBatchStream};
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -55,7 +55,6 @@ use arrow_flight::{
     HandshakeResponse, IpcMessage, PutResult, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
-use cxdb_model::events_from_batch;
 use cxdb_query::Principal;
 use datafusion::datasource::TableType;
 use datafusion::execution::SendableRecordBatchStream;
@@ -70,6 +69,7 @@ use crate::auth::{self, require};
 use crate::error::Error;
 use crate::http::write_outcome_json;
 use crate::metrics::Protocol;
+use crate::wire::{wire_schema, wire_stream};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -168,66 +168,6 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::from(Error::Internal(e.to_string()))
 }
 
-/// The schema results are sent with: view types (`Utf8View`, `BinaryView`),
-/// at any depth, as their plain forms, and every field nullable.
-/// DataFusion's logical plans (the schema `GetFlightInfo` announces) and its
-/// execution (the batches `DoGet` streams) do not always agree on either —
-/// `array_agg` over a string column is `List(Utf8)` in one and
-/// `List(Utf8View)` in the other; `coalesce(x, 0)` over an outer join is
-/// NOT NULL in one and nullable in the other — and clients (ADBC) refuse a
-/// stream whose schema differs from the announced one. Not every Flight SQL
-/// client reads view types either. (`GetTables` still reports the tables'
-/// NOT NULL columns.)
-fn wire_schema(schema: &Schema) -> Schema {
-    Schema::new_with_metadata(
-        schema
-            .fields()
-            .iter()
-            .map(|f| wire_field(f))
-            .collect::<Vec<_>>(),
-        schema.metadata().clone(),
-    )
-}
-
-fn wire_field(field: &Field) -> Field {
-    field
-        .clone()
-        .with_data_type(wire_type(field.data_type()))
-        .with_nullable(true)
-}
-
-fn wire_type(t: &DataType) -> DataType {
-    match t {
-        DataType::Utf8View => DataType::Utf8,
-        DataType::BinaryView => DataType::Binary,
-        DataType::List(f) => DataType::List(Arc::new(wire_field(f))),
-        DataType::LargeList(f) => DataType::LargeList(Arc::new(wire_field(f))),
-        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(Arc::new(wire_field(f)), *n),
-        DataType::Struct(fields) => {
-            DataType::Struct(fields.iter().map(|f| wire_field(f)).collect())
-        }
-        DataType::Map(f, sorted) => DataType::Map(Arc::new(wire_field(f)), *sorted),
-        other => other.clone(),
-    }
-}
-
-/// `batch` with the columns of `schema` (casting view types to plain ones).
-fn to_wire(
-    batch: RecordBatch,
-    schema: &SchemaRef,
-) -> Result<RecordBatch, arrow::error::ArrowError> {
-    if batch.schema().fields() == schema.fields() {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns)
-}
-
 /// A `FlightInfo` with one endpoint whose ticket is `ticket`.
 fn flight_info(
     schema: &Schema,
@@ -262,14 +202,9 @@ fn batch_stream(batch: RecordBatch) -> Response<BoxStream<FlightData>> {
 /// Query results as Flight data, one batch at a time; an error after the
 /// schema ends the stream with its mapped status.
 fn query_stream(batches: SendableRecordBatchStream) -> BoxStream<FlightData> {
-    let schema = Arc::new(wire_schema(&batches.schema()));
-    let target = Arc::clone(&schema);
-    let batches = batches
-        .map_err(|e| FlightError::from(Status::from(Error::Query(e.into()))))
-        .and_then(move |batch| {
-            let target = Arc::clone(&target);
-            async move { to_wire(batch, &target).map_err(FlightError::Arrow) }
-        });
+    let batches = wire_stream(batches);
+    let schema = batches.schema();
+    let batches = batches.map_err(|e| FlightError::from(Status::from(Error::Query(e.into()))));
     Box::pin(
         FlightDataEncoderBuilder::new()
             .with_schema(schema)
@@ -311,19 +246,7 @@ pub(crate) async fn ingest_events(
                 let DecodedPayload::RecordBatch(batch) = msg.payload else {
                     return Ok(None);
                 };
-                let events = events_from_batch(&batch).map_err(|e| {
-                    state
-                        .metrics
-                        .record_rejected(Protocol::Flight, batch.num_rows());
-                    Status::invalid_argument(e.to_string())
-                })?;
-                state.admit_events(&principal, events.len())?;
-                let out = state
-                    .storage
-                    .write(events, AppState::write_options(&principal, false))
-                    .await
-                    .map_err(Error::from)?;
-                state.metrics.record_write(Protocol::Flight, &out);
+                let out = write_batch(&state, &principal, &batch, false).await?;
                 let json = write_outcome_json(&out, |i| i + 1);
                 Ok(Some(PutResult {
                     app_metadata: json.to_string().into(),
@@ -332,6 +255,30 @@ pub(crate) async fn ingest_events(
         })
         .try_filter_map(|r| async move { Ok(r) });
     Ok(Response::new(Box::pin(results)))
+}
+
+/// Writes one Arrow batch of events (columnar: no rows are built); a batch
+/// whose columns do not fit the events schema is INVALID_ARGUMENT.
+async fn write_batch(
+    state: &AppState,
+    principal: &Principal,
+    batch: &RecordBatch,
+    atomic: bool,
+) -> Result<cxdb_storage::WriteOutcome, Status> {
+    state.admit_events(principal, batch.num_rows())?;
+    let opts = AppState::write_options(principal, atomic);
+    let out = match state.storage.write_batch(batch, opts).await {
+        Ok(out) => out,
+        Err(cxdb_storage::Error::Model(e)) => {
+            state
+                .metrics
+                .record_rejected(Protocol::Flight, batch.num_rows());
+            return Err(Status::invalid_argument(e.to_string()));
+        }
+        Err(e) => return Err(Error::from(e).into()),
+    };
+    state.metrics.record_write(Protocol::Flight, &out);
+    Ok(out)
 }
 
 type DoGetResult = Result<Response<<FlightSvc as FlightService>::DoGetStream>, Status>;
@@ -784,20 +731,7 @@ impl FlightSqlService for FlightSvc {
         while let Some(batch) = batches.next().await {
             let batch = batch
                 .map_err(|e| Status::invalid_argument(format!("invalid Arrow Flight data: {e}")))?;
-            let events = events_from_batch(&batch).map_err(|e| {
-                self.state
-                    .metrics
-                    .record_rejected(Protocol::Flight, batch.num_rows());
-                Status::invalid_argument(e.to_string())
-            })?;
-            self.state.admit_events(&principal, events.len())?;
-            let out = self
-                .state
-                .storage
-                .write(events, AppState::write_options(&principal, true))
-                .await
-                .map_err(Error::from)?;
-            self.state.metrics.record_write(Protocol::Flight, &out);
+            let out = write_batch(&self.state, &principal, &batch, true).await?;
             if let Some(first) = out.rejected.first() {
                 return Err(Status::invalid_argument(format!(
                     "{} of {} events rejected, so none of this batch was written; the first: {first}",
@@ -882,7 +816,7 @@ impl FlightSqlService for FlightSvc {
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: Statement::prepared(query.query).encode(),
             dataset_schema: ipc_schema(&wire_schema(&info.schema))?,
-            parameter_schema: ipc_schema(&Schema::new(parameters))?,
+            parameter_schema: ipc_schema(&wire_schema(&Schema::new(parameters)))?,
         })
     }
 

@@ -25,6 +25,7 @@ mod limits;
 mod metrics;
 mod pgwire;
 mod tls;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

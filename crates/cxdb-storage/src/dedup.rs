@@ -45,7 +45,9 @@ impl Stage {
         }
     }
 
-    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+    /// The bit positions of `hash` (double hashing); no borrow of the
+    /// stage, so `insert` sets them without collecting them first.
+    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> + use<> {
         let nbits = (self.bits.len() * 64) as u64;
         let (h1, h2) = (hash, hash.rotate_left(32) | 1);
         (0..PROBES).map(move |i| (h1.wrapping_add(u64::from(i).wrapping_mul(h2)) % nbits) as usize)
@@ -57,8 +59,7 @@ impl Stage {
     }
 
     fn insert(&mut self, hash: u64) {
-        let ps: Vec<usize> = self.positions(hash).collect();
-        for p in ps {
+        for p in self.positions(hash) {
             self.bits[p / 64] |= 1 << (p % 64);
         }
         self.len += 1;
@@ -111,7 +112,7 @@ pub(crate) enum Verdict {
 
 #[derive(Debug, Default)]
 pub(crate) struct DedupIndex {
-    tenants: HashMap<String, TenantIndex>,
+    tenants: HashMap<String, TenantIndex, ahash::RandomState>,
 }
 
 impl DedupIndex {

@@ -29,9 +29,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow::compute::filter_record_batch;
 use cxdb_catalog::{Catalog, FileMeta, Manifest};
-use cxdb_model::{Event, EventBatchBuilder, EventError, column, time::now_micros};
+use cxdb_model::{
+    Event, EventBatchBuilder, EventColumns, EventError, EventFields, column, time::now_micros,
+};
 use cxdb_wal::{Recovery, Wal, WalConfig};
 use futures::{StreamExt, TryStreamExt};
 use parking_lot::{Mutex, RwLock};
@@ -323,78 +326,126 @@ impl Storage {
         }
         let now = now_micros();
         let mut outcome = WriteOutcome::default();
-        let mut valid = Vec::with_capacity(events.len());
+        let mut builder = EventBatchBuilder::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
         for (i, mut e) in events.into_iter().enumerate() {
-            let checked = e.validate(i).and_then(|()| match &opts.tenant {
-                Some(scope) if *scope != e.tenant_id => Err(EventError::new(
-                    i,
-                    Some(&e.event_id),
-                    "tenant_id",
-                    format!(
-                        "this token may only write tenant {scope:?}, not {:?}",
-                        e.tenant_id
-                    ),
-                )),
-                _ => Ok(()),
-            });
+            let checked = e
+                .validate(i)
+                .and_then(|()| check_scope(&opts, &e.fields(), i));
             match checked {
                 Ok(()) => {
                     e.ingested_at = now;
-                    valid.push((i, e));
+                    builder.push(&e);
+                    positions.push(i);
                 }
                 Err(err) => outcome.rejected.push(err),
             }
         }
+        self.write_accepted(builder.finish(), positions, outcome, &opts)
+            .await
+    }
+
+    /// [`Storage::write`] for an Arrow batch (Flight `DoPut`), without
+    /// building rows: the client's columns are converted to the events
+    /// schema ([`EventColumns`]; a wrong column is an error for the whole
+    /// batch), the same per-event rules run on each row in place, and the
+    /// accepted rows are filtered out of the batch.
+    pub async fn write_batch(
+        self: &Arc<Self>,
+        batch: &RecordBatch,
+        opts: WriteOptions,
+    ) -> Result<WriteOutcome> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        let now = now_micros();
+        let columns = EventColumns::from_batch(batch)?;
+        let fields = columns.fields()?;
+        let mut outcome = WriteOutcome::default();
+        let mut positions = Vec::with_capacity(columns.num_rows());
+        let keep: BooleanArray = (0..columns.num_rows())
+            .map(|i| {
+                let row = fields.row(i);
+                match row.check(i).and_then(|()| check_scope(&opts, &row, i)) {
+                    Ok(()) => {
+                        positions.push(i);
+                        Some(true)
+                    }
+                    Err(err) => {
+                        outcome.rejected.push(err);
+                        Some(false)
+                    }
+                }
+            })
+            .collect();
+        let accepted = columns.accept(&keep, now)?;
+        self.write_accepted(accepted, positions, outcome, &opts)
+            .await
+    }
+
+    /// The rest of a write once its events are validated: `batch` holds the
+    /// valid ones, row `r` being the request's event `positions[r]`.
+    /// Deduplicates, appends to the WAL, inserts into the buffer.
+    async fn write_accepted(
+        self: &Arc<Self>,
+        batch: RecordBatch,
+        positions: Vec<usize>,
+        mut outcome: WriteOutcome,
+        opts: &WriteOptions,
+    ) -> Result<WriteOutcome> {
         self.rejected
             .fetch_add(outcome.rejected.len() as u64, Ordering::Relaxed);
         if opts.atomic && !outcome.rejected.is_empty() {
             return Ok(outcome);
         }
+        let ids = EventIds::of(&batch)?;
 
-        let mut fresh = Vec::with_capacity(valid.len());
+        let mut fresh = vec![false; batch.num_rows()];
         let mut check = Vec::new();
         {
             let mut dedup = self.dedup.lock();
-            for (i, e) in valid {
-                match dedup.reserve(&e.tenant_id, &e.event_id, false) {
-                    Verdict::New => fresh.push((i, e)),
-                    Verdict::Duplicate => outcome.duplicates.push(i),
-                    Verdict::Check => check.push((i, e)),
+            for (r, &position) in positions.iter().enumerate() {
+                let (tenant, id) = ids.get(r);
+                match dedup.reserve(tenant, id, false) {
+                    Verdict::New => fresh[r] = true,
+                    Verdict::Duplicate => outcome.duplicates.push(position),
+                    Verdict::Check => check.push(r),
                 }
             }
         }
         if !check.is_empty() {
-            let found = self.persisted_ids(&check).await;
-            let found = match found {
+            let found = match self.persisted_ids(check.iter().map(|&r| ids.get(r))).await {
                 Ok(f) => f,
                 Err(err) => {
-                    self.release(&fresh);
+                    self.release(&ids, &fresh);
                     return Err(err);
                 }
             };
             let mut dedup = self.dedup.lock();
-            for (i, e) in check {
-                if found.contains(&(e.tenant_id.clone(), e.event_id.clone())) {
-                    outcome.duplicates.push(i);
-                } else if dedup.reserve(&e.tenant_id, &e.event_id, true) == Verdict::New {
-                    fresh.push((i, e));
+            for r in check {
+                let (tenant, id) = ids.get(r);
+                if found.contains(&(tenant.to_string(), id.to_string())) {
+                    outcome.duplicates.push(positions[r]);
+                } else if dedup.reserve(tenant, id, true) == Verdict::New {
+                    fresh[r] = true;
                 } else {
-                    outcome.duplicates.push(i);
+                    outcome.duplicates.push(positions[r]);
                 }
             }
         }
         outcome.duplicates.sort_unstable();
         self.duplicates
             .fetch_add(outcome.duplicates.len() as u64, Ordering::Relaxed);
-        if fresh.is_empty() {
+        let accepted = fresh.iter().filter(|f| **f).count();
+        if accepted == 0 {
             return Ok(outcome);
         }
 
-        let mut builder = EventBatchBuilder::with_capacity(fresh.len());
-        for (_, e) in &fresh {
-            builder.push(e);
-        }
-        let batch = builder.finish();
+        let batch = if accepted == batch.num_rows() {
+            batch.clone()
+        } else {
+            filter_record_batch(&batch, &BooleanArray::from(fresh.clone()))?
+        };
         // The append and the buffer insert run in their own task: a caller
         // that goes away must not leave a synced WAL record out of the buffer.
         let this = Arc::clone(self);
@@ -409,10 +460,10 @@ impl Storage {
         .map_err(|e| Error::Task(e.to_string()))
         .and_then(|r| r);
         if let Err(err) = durable {
-            self.release(&fresh);
+            self.release(&ids, &fresh);
             return Err(err);
         }
-        outcome.accepted = fresh.len();
+        outcome.accepted = accepted;
         self.accepted
             .fetch_add(outcome.accepted as u64, Ordering::Relaxed);
         Ok(outcome)
@@ -448,22 +499,27 @@ impl Storage {
             });
     }
 
-    fn release(&self, events: &[(usize, Event)]) {
+    /// Gives back the reservations of the rows `reserved` marks.
+    fn release(&self, ids: &EventIds<'_>, reserved: &[bool]) {
         let mut dedup = self.dedup.lock();
-        for (_, e) in events {
-            dedup.release(&e.tenant_id, &e.event_id);
+        for (r, _) in reserved.iter().enumerate().filter(|(_, f)| **f) {
+            let (tenant, id) = ids.get(r);
+            dedup.release(tenant, id);
         }
     }
 
-    /// Which `(tenant, event_id)` of `events` are in a persisted file.
-    async fn persisted_ids(&self, events: &[(usize, Event)]) -> Result<HashSet<(String, String)>> {
+    /// Which of the `(tenant, event_id)` pairs are in a persisted file.
+    async fn persisted_ids(
+        &self,
+        pairs: impl Iterator<Item = (&str, &str)>,
+    ) -> Result<HashSet<(String, String)>> {
         let manifest = self.manifest();
         let mut by_tenant: std::collections::HashMap<String, HashSet<String>> = Default::default();
-        for (_, e) in events {
+        for (tenant, id) in pairs {
             by_tenant
-                .entry(e.tenant_id.clone())
+                .entry(tenant.to_string())
                 .or_default()
-                .insert(e.event_id.clone());
+                .insert(id.to_string());
         }
         let mut found = HashSet::new();
         for (tenant, ids) in by_tenant {
@@ -765,4 +821,46 @@ async fn remove_orphans(lake: &Lake, manifest: &Manifest) -> Result<()> {
 fn string_values(array: &arrow::array::ArrayRef) -> impl Iterator<Item = &str> {
     let strings = array.as_any().downcast_ref::<StringArray>();
     strings.into_iter().flat_map(|s| s.iter().flatten())
+}
+
+/// A tenant-scoped writer may write only its tenant.
+fn check_scope(opts: &WriteOptions, e: &EventFields<'_>, i: usize) -> Result<(), EventError> {
+    match &opts.tenant {
+        Some(scope) if *scope != e.tenant_id => Err(EventError::new(
+            i,
+            Some(e.event_id),
+            "tenant_id",
+            format!(
+                "this token may only write tenant {scope:?}, not {:?}",
+                e.tenant_id
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The `(tenant_id, event_id)` columns of a batch of the events schema.
+struct EventIds<'a> {
+    tenants: &'a StringArray,
+    ids: &'a StringArray,
+}
+
+impl<'a> EventIds<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self> {
+        let strings = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::Task(format!("column {i} of a write is not Utf8")))
+        };
+        Ok(Self {
+            tenants: strings(column::TENANT_ID)?,
+            ids: strings(column::EVENT_ID)?,
+        })
+    }
+
+    fn get(&self, row: usize) -> (&'a str, &'a str) {
+        (self.tenants.value(row), self.ids.value(row))
+    }
 }

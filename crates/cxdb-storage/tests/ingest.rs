@@ -1,5 +1,7 @@
+use std::sync::Arc;
+
 use cxdb_model::Event;
-use cxdb_storage::WriteOptions;
+use cxdb_storage::{Storage, WriteOptions};
 
 use crate::common::*;
 
@@ -205,4 +207,159 @@ async fn concurrent_writers_of_the_same_ids_store_each_once() {
     assert_eq!(st.accepted, 200);
     assert_eq!(st.duplicates, 1400);
     assert!(st.wal_syncs <= st.wal_appends);
+}
+
+/// `write_batch` (Flight DoPut, columnar) and `write` (rows) are one set of
+/// rules: the same requests give the same outcomes and the same stored rows.
+#[tokio::test]
+async fn batch_writes_follow_the_row_rules() {
+    use cxdb_model::{EventBatchBuilder, events_from_batch};
+
+    let (dir_rows, dir_cols) = (
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let (rows, cols) = (open(dir_rows.path()).await, open(dir_cols.path()).await);
+    let mut bad_csat = message("acme", "b1", DAY0);
+    bad_csat.event_type = "csat.submitted".into();
+    bad_csat.csat_score = Some(9);
+    let mut private = message("acme", "p1", DAY0 + HOUR);
+    private.is_public = Some(false);
+    let mut bad_channel = message("acme", "b3", DAY0);
+    bad_channel.channel = Some("pigeon".into());
+    let scoped = WriteOptions {
+        tenant: Some("acme".into()),
+        ..Default::default()
+    };
+    let atomic = WriteOptions {
+        atomic: true,
+        ..Default::default()
+    };
+    let requests: Vec<(Vec<Event>, WriteOptions, bool)> = vec![
+        (
+            vec![
+                message("acme", "g1", DAY0),
+                bad_csat.clone(),
+                message("ACME", "b2", DAY0),
+                message("acme", "g2", DAY0 + DAY),
+                message("acme", "g1", DAY0),
+                private,
+                bad_channel,
+                message("beta", "g1", DAY0),
+            ],
+            WriteOptions::default(),
+            true, // then persist: g1 is only in a Parquet file
+        ),
+        (
+            vec![message("acme", "g1", DAY0), message("acme", "g3", DAY0)],
+            WriteOptions::default(),
+            false,
+        ),
+        (
+            vec![message("acme", "g4", DAY0), message("beta", "g5", DAY0)],
+            scoped,
+            false,
+        ),
+        (vec![message("acme", "g6", DAY0), bad_csat], atomic, false),
+    ];
+    for (n, (events, opts, persist)) in requests.into_iter().enumerate() {
+        let mut builder = EventBatchBuilder::with_capacity(events.len());
+        for e in &events {
+            builder.push(e);
+        }
+        let batch = builder.finish();
+        let by_rows = rows
+            .write(events, opts.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let by_cols = cols
+            .write_batch(&batch, opts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(by_rows, by_cols, "request {n}");
+        if persist {
+            rows.persist().await.unwrap_or_else(|e| panic!("{e}"));
+            cols.persist().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    // acme: g1 g2 p1 g3 g4; beta: g1 (b*, the second g1, g5, g6 refused).
+    let stored = |s: Arc<Storage>| async move {
+        let batches = s
+            .read_snapshot(&s.snapshot(|_, _| true))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut events: Vec<Event> = batches
+            .iter()
+            .flat_map(|b| events_from_batch(b).unwrap_or_else(|e| panic!("{e}")))
+            .map(|mut e| {
+                assert!(e.ingested_at > DAY0, "ingested_at set");
+                e.ingested_at = 0;
+                e
+            })
+            .collect();
+        events.sort_by(|a, b| (&a.tenant_id, &a.event_id).cmp(&(&b.tenant_id, &b.event_id)));
+        events
+    };
+    let (from_rows, from_cols) = (stored(rows).await, stored(cols).await);
+    let keys: Vec<(&str, &str, Option<bool>)> = from_cols
+        .iter()
+        .map(|e| (e.tenant_id.as_str(), e.event_id.as_str(), e.is_public))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("acme", "g1", Some(true)),
+            ("acme", "g2", Some(true)),
+            ("acme", "g3", Some(true)),
+            ("acme", "g4", Some(true)),
+            ("acme", "p1", Some(false)),
+            ("beta", "g1", Some(true)),
+        ]
+    );
+    assert_eq!(from_rows, from_cols);
+}
+
+/// A batch may omit nullable columns and `ingested_at`; a null in a
+/// required column rejects that row only, naming the column.
+#[tokio::test]
+async fn batch_with_minimal_columns_and_a_null_id() {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = open(dir.path()).await;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("tenant_id", DataType::Utf8, false),
+        Field::new("event_id", DataType::Utf8, true),
+        Field::new(
+            "event_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("event_type", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["acme", "acme"])) as ArrayRef,
+            Arc::new(StringArray::from(vec![Some("m1"), None])),
+            Arc::new(TimestampMicrosecondArray::from(vec![DAY0, DAY0]).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec!["custom.ping", "custom.ping"])),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = s
+        .write_batch(&batch, WriteOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.accepted, 1);
+    let rejected: Vec<(usize, &str, &str)> = out
+        .rejected
+        .iter()
+        .map(|r| (r.index, r.field.as_str(), r.message.as_str()))
+        .collect();
+    assert_eq!(rejected, vec![(1, "event_id", "is required")]);
+    let seen = all_ids(&s).await;
+    assert_eq!(seen.len(), 1);
+    assert!(seen.contains_key(&("acme".into(), "m1".into())));
 }

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use ahash::AHashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayBuilder, ArrayRef, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use cxdb_storage::Storage;
@@ -67,7 +67,7 @@ fn schema() -> SchemaRef {
 /// for it instead of stitching the same events at the same time.
 #[derive(Debug, Default)]
 pub(crate) struct MapCache {
-    last: tokio::sync::Mutex<Option<(MapKey, RecordBatch)>>,
+    last: tokio::sync::Mutex<Option<(MapKey, Vec<RecordBatch>)>>,
 }
 
 type MapKey = (u64, Option<BTreeSet<String>>);
@@ -134,8 +134,8 @@ impl TableProvider for JourneyMap {
         let bounds = ScanBounds::of_scan(filters, self.scope.as_deref());
         let key = (self.storage.data_version(), bounds.tenants.clone());
         let mut last = self.cache.last.lock().await;
-        let batch = match last.as_ref().filter(|(k, _)| *k == key) {
-            Some((_, batch)) => batch.clone(),
+        let batches = match last.as_ref().filter(|(k, _)| *k == key) {
+            Some((_, batches)) => batches.clone(),
             None => {
                 let sql = match &bounds.tenants {
                     None => IDENTITIES.to_string(),
@@ -156,14 +156,14 @@ impl TableProvider for JourneyMap {
                 };
                 let plan = state.create_logical_plan(&sql).await?;
                 let plan = state.create_physical_plan(&plan).await?;
-                let batches = collect(plan, state.task_ctx()).await?;
-                let batch = stitch(&batches)?;
-                *last = Some((key, batch.clone()));
-                batch
+                let events = collect(plan, state.task_ctx()).await?;
+                let batches = stitch(&events, state.config().batch_size())?;
+                *last = Some((key, batches.clone()));
+                batches
             }
         };
         Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
+            &[batches],
             schema(),
             projection.cloned(),
         )?)
@@ -226,14 +226,13 @@ impl Components {
 }
 
 fn utf8(batch: &RecordBatch, i: usize) -> Result<StringArray> {
-    let a = arrow::compute::cast(batch.column(i), &DataType::Utf8)?;
-    a.as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| DataFusionError::Internal(format!("journey_map: column {i} is not text")))
+    crate::functions::text_column(batch.column(i), &format!("journey_map: column {i}"))
 }
 
-fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
+/// The map in batches of `batch_size` rows, each with buffers of its own:
+/// one batch of all events would make every batch cut from it (a filter, a
+/// hash repartition) carry, and be charged for, the whole map's strings.
+fn stitch(batches: &[RecordBatch], batch_size: usize) -> Result<Vec<RecordBatch>> {
     // Nodes are keyed by strings borrowed from the input: no allocation per
     // row, only per distinct identity.
     let columns = batches
@@ -289,7 +288,30 @@ fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
     let mut event_ids = StringBuilder::new();
     let mut conversation_ids = StringBuilder::new();
     let mut person_ids = StringBuilder::new();
+    let mut out = Vec::with_capacity(events.len().div_ceil(batch_size.max(1)));
+    let mut finish = |t: &mut StringBuilder,
+                      e: &mut StringBuilder,
+                      c: &mut StringBuilder,
+                      p: &mut StringBuilder|
+     -> Result<()> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(t.finish()),
+            Arc::new(e.finish()),
+            Arc::new(c.finish()),
+            Arc::new(p.finish()),
+        ];
+        out.push(RecordBatch::try_new(schema(), columns)?);
+        Ok(())
+    };
     for (b, row, node) in events {
+        if tenant_ids.len() >= batch_size.max(1) {
+            finish(
+                &mut tenant_ids,
+                &mut event_ids,
+                &mut conversation_ids,
+                &mut person_ids,
+            )?;
+        }
         let root = sets.find(node);
         let person = person_names.entry(root).or_insert_with(|| {
             let (kind, value) = names[best.get(&root).copied().unwrap_or(root)];
@@ -301,13 +323,15 @@ fn stitch(batches: &[RecordBatch]) -> Result<RecordBatch> {
         conversation_ids.append_option((!cols[2].is_null(row)).then(|| cols[2].value(row)));
         person_ids.append_value(person.as_str());
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(tenant_ids.finish()),
-        Arc::new(event_ids.finish()),
-        Arc::new(conversation_ids.finish()),
-        Arc::new(person_ids.finish()),
-    ];
-    Ok(RecordBatch::try_new(schema(), columns)?)
+    if !tenant_ids.is_empty() {
+        finish(
+            &mut tenant_ids,
+            &mut event_ids,
+            &mut conversation_ids,
+            &mut person_ids,
+        )?;
+    }
+    Ok(out)
 }
 
 /// `journey_id(conversation_id, customer_id, customer_email, customer_phone,
@@ -392,13 +416,7 @@ struct JourneyIdEvaluator;
 
 impl datafusion::logical_expr::PartitionEvaluator for JourneyIdEvaluator {
     fn evaluate_all(&mut self, values: &[ArrayRef], num_rows: usize) -> Result<ArrayRef> {
-        let text = |i: usize| -> Result<StringArray> {
-            let a = arrow::compute::cast(&values[i], &DataType::Utf8)?;
-            a.as_any()
-                .downcast_ref::<StringArray>()
-                .cloned()
-                .ok_or_else(|| DataFusionError::Internal("journey_id: not text".into()))
-        };
+        let text = |i: usize| crate::functions::text_column(&values[i], "journey_id: argument");
         let columns = [
             (Kind::Conversation, text(0)?),
             (Kind::Customer, text(1)?),

@@ -244,6 +244,16 @@ pub(crate) fn calendar_args<'a>(
 
 /// The function's result: a scalar when every argument was one (DataFusion
 /// expects one value then, not `number_rows`), else the array.
+/// A text column of any string type as plain `Utf8` (a cast copies views'
+/// bytes; `Utf8` is passed through).
+pub(crate) fn text_column(array: &ArrayRef, what: &str) -> Result<StringArray> {
+    let a = arrow::compute::cast(array, &DataType::Utf8)?;
+    a.as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| exec_datafusion_err!("{what} is not text"))
+}
+
 pub(crate) fn output(args: &[ColumnarValue], out: ArrayRef) -> Result<ColumnarValue> {
     if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
         Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?))

@@ -60,6 +60,7 @@ impl QueryService for QuerySvc {
 /// marker: concatenated, the messages are one valid Arrow IPC stream.
 /// An error after the first message ends the stream with its status.
 fn ipc_stream(batches: SendableRecordBatchStream) -> Result<SqlStream, Status> {
+    let batches = crate::wire::wire_stream(batches);
     let mut writer = StreamWriter::try_new(Vec::new(), &batches.schema())
         .map_err(|e| Error::Internal(e.to_string()))?;
     let first = std::mem::take(writer.get_mut());
