@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use ahash::AHashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayBuilder, ArrayRef, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayBuilder, ArrayRef, RecordBatch, StringArray, StringViewBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use cxdb_storage::Storage;
@@ -50,10 +50,13 @@ const IDENTITIES: &str = "SELECT tenant_id, event_id, conversation_id, customer_
 fn schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Arc::new(Schema::new(vec![
-            Field::new("tenant_id", DataType::Utf8, false),
-            Field::new("event_id", DataType::Utf8, false),
-            Field::new("conversation_id", DataType::Utf8, true),
-            Field::new("person_id", DataType::Utf8, false),
+            // Views, as `events`' strings are: joins with `events` then
+            // have plain column keys, so a tenant filter on one side is
+            // inferred for the other and reaches this table's scan.
+            Field::new("tenant_id", DataType::Utf8View, false),
+            Field::new("event_id", DataType::Utf8View, false),
+            Field::new("conversation_id", DataType::Utf8View, true),
+            Field::new("person_id", DataType::Utf8View, false),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -284,15 +287,15 @@ fn stitch(batches: &[RecordBatch], batch_size: usize) -> Result<Vec<RecordBatch>
         }
     }
     let mut person_names: AHashMap<usize, String> = AHashMap::new();
-    let mut tenant_ids = StringBuilder::new();
-    let mut event_ids = StringBuilder::new();
-    let mut conversation_ids = StringBuilder::new();
-    let mut person_ids = StringBuilder::new();
+    let mut tenant_ids = StringViewBuilder::new();
+    let mut event_ids = StringViewBuilder::new();
+    let mut conversation_ids = StringViewBuilder::new();
+    let mut person_ids = StringViewBuilder::new();
     let mut out = Vec::with_capacity(events.len().div_ceil(batch_size.max(1)));
-    let mut finish = |t: &mut StringBuilder,
-                      e: &mut StringBuilder,
-                      c: &mut StringBuilder,
-                      p: &mut StringBuilder|
+    let mut finish = |t: &mut StringViewBuilder,
+                      e: &mut StringViewBuilder,
+                      c: &mut StringViewBuilder,
+                      p: &mut StringViewBuilder|
      -> Result<()> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(t.finish()),
