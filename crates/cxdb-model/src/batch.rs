@@ -253,9 +253,7 @@ impl EventColumns {
     }
 
     fn column(&self, name: &str) -> &ArrayRef {
-        // Every column of the schema is present (`from_batch`).
-        let pos = EVENT_COLUMNS.iter().position(|c| *c == name).unwrap_or(0);
-        &self.columns[pos]
+        &self.columns[index(name)]
     }
 
     fn strings(&self, name: &str) -> Result<&StringArray> {
@@ -313,14 +311,13 @@ impl EventColumns {
                 .collect::<std::result::Result<_, _>>()?
         };
         let kept = keep.true_count();
-        let pos = |name: &str| EVENT_COLUMNS.iter().position(|c| *c == name).unwrap_or(0);
-        columns[pos("ingested_at")] =
+        columns[index("ingested_at")] =
             Arc::new(TimestampMicrosecondArray::from(vec![ingested_at; kept]).with_timezone("UTC"));
-        let event_type = columns[pos("event_type")]
+        let event_type = columns[index("event_type")]
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| Error::Schema("column \"event_type\" is not Utf8".into()))?;
-        let is_public = columns[pos("is_public")]
+        let is_public = columns[index("is_public")]
             .as_any()
             .downcast_ref::<BooleanArray>()
             .ok_or_else(|| Error::Schema("column \"is_public\" is not Boolean".into()))?;
@@ -330,9 +327,15 @@ impl EventColumns {
                 default_is_public(event_type.value(i), given)
             })
             .collect();
-        columns[pos("is_public")] = Arc::new(defaulted);
+        columns[index("is_public")] = Arc::new(defaulted);
         Ok(RecordBatch::try_new(events_schema(), columns)?)
     }
+}
+
+/// The position of a column of the events schema (every name passed here
+/// is one; `EventColumns` holds every column).
+fn index(name: &str) -> usize {
+    EVENT_COLUMNS.iter().position(|c| *c == name).unwrap_or(0)
 }
 
 /// Typed columns of an [`EventColumns`], read row by row as [`EventFields`].
@@ -404,21 +407,13 @@ impl<'a> BatchFields<'a> {
 /// columns, converted as [`EventColumns::from_batch`] does.
 pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event>> {
     let normalized = EventColumns::from_batch(batch)?;
-    let cols: Vec<Option<ArrayRef>> = normalized.columns.iter().cloned().map(Some).collect();
-    let str_col = |name: &str| -> Option<&StringArray> {
-        let pos = EVENT_COLUMNS.iter().position(|c| *c == name)?;
-        cols[pos].as_ref()?.as_any().downcast_ref::<StringArray>()
-    };
-    let typed = |name: &str| -> Option<&ArrayRef> {
-        let pos = EVENT_COLUMNS.iter().position(|c| *c == name)?;
-        cols[pos].as_ref()
-    };
+    let str_col = |name: &str| normalized.strings(name).ok();
     let s = |a: Option<&StringArray>, i: usize| -> Option<String> {
         a.filter(|a| a.is_valid(i)).map(|a| a.value(i).to_owned())
     };
     macro_rules! prim {
         ($name:literal, $ty:ty) => {
-            typed($name).and_then(|a| a.as_any().downcast_ref::<$ty>())
+            normalized.typed::<$ty>($name).ok()
         };
     }
     let tenant_id = str_col("tenant_id");

@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use ahash::AHashMap;
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, ArrayBuilder, ArrayRef, RecordBatch, StringArray, StringViewBuilder};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, StringViewBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use cxdb_storage::Storage;
@@ -287,52 +287,31 @@ fn stitch(batches: &[RecordBatch], batch_size: usize) -> Result<Vec<RecordBatch>
         }
     }
     let mut person_names: AHashMap<usize, String> = AHashMap::new();
-    let mut tenant_ids = StringViewBuilder::new();
-    let mut event_ids = StringViewBuilder::new();
-    let mut conversation_ids = StringViewBuilder::new();
-    let mut person_ids = StringViewBuilder::new();
     let mut out = Vec::with_capacity(events.len().div_ceil(batch_size.max(1)));
-    let mut finish = |t: &mut StringViewBuilder,
-                      e: &mut StringViewBuilder,
-                      c: &mut StringViewBuilder,
-                      p: &mut StringViewBuilder|
-     -> Result<()> {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(t.finish()),
-            Arc::new(e.finish()),
-            Arc::new(c.finish()),
-            Arc::new(p.finish()),
-        ];
-        out.push(RecordBatch::try_new(schema(), columns)?);
-        Ok(())
-    };
-    for (b, row, node) in events {
-        if tenant_ids.len() >= batch_size.max(1) {
-            finish(
-                &mut tenant_ids,
-                &mut event_ids,
-                &mut conversation_ids,
-                &mut person_ids,
-            )?;
+    for chunk in events.chunks(batch_size.max(1)) {
+        let mut tenant_ids = StringViewBuilder::with_capacity(chunk.len());
+        let mut event_ids = StringViewBuilder::with_capacity(chunk.len());
+        let mut conversation_ids = StringViewBuilder::with_capacity(chunk.len());
+        let mut person_ids = StringViewBuilder::with_capacity(chunk.len());
+        for &(b, row, node) in chunk {
+            let root = sets.find(node);
+            let person = person_names.entry(root).or_insert_with(|| {
+                let (kind, value) = names[best.get(&root).copied().unwrap_or(root)];
+                format!("{}{value}", kind.prefix())
+            });
+            let cols = &columns[b];
+            tenant_ids.append_value(cols[0].value(row));
+            event_ids.append_value(cols[1].value(row));
+            conversation_ids.append_option((!cols[2].is_null(row)).then(|| cols[2].value(row)));
+            person_ids.append_value(person.as_str());
         }
-        let root = sets.find(node);
-        let person = person_names.entry(root).or_insert_with(|| {
-            let (kind, value) = names[best.get(&root).copied().unwrap_or(root)];
-            format!("{}{value}", kind.prefix())
-        });
-        let cols = &columns[b];
-        tenant_ids.append_value(cols[0].value(row));
-        event_ids.append_value(cols[1].value(row));
-        conversation_ids.append_option((!cols[2].is_null(row)).then(|| cols[2].value(row)));
-        person_ids.append_value(person.as_str());
-    }
-    if !tenant_ids.is_empty() {
-        finish(
-            &mut tenant_ids,
-            &mut event_ids,
-            &mut conversation_ids,
-            &mut person_ids,
-        )?;
+        let batch: Vec<ArrayRef> = vec![
+            Arc::new(tenant_ids.finish()),
+            Arc::new(event_ids.finish()),
+            Arc::new(conversation_ids.finish()),
+            Arc::new(person_ids.finish()),
+        ];
+        out.push(RecordBatch::try_new(schema(), batch)?);
     }
     Ok(out)
 }
