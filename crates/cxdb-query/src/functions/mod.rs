@@ -8,6 +8,9 @@
 //! | `sla_policy_for(tenant_id, priority, channel)` | TEXT: the most specific matching SLA policy id |
 //! | `sentiment(text)` | DOUBLE in [-1, 1]: VADER lexicon and rules |
 //!
+//! `date_trunc` is DataFusion's own, with timestamps in UTC truncated by
+//! arithmetic instead of a time-zone conversion per value ([`UtcDateTrunc`]).
+//!
 //! The calendar and SLA functions read a [`CatalogSnapshot`] narrowed to the
 //! session's tenant scope, so a scoped session can neither see nor probe
 //! another tenant's configuration. Server sessions ([`register_all_live`])
@@ -18,6 +21,7 @@
 mod business_add;
 mod business_clock;
 mod business_seconds;
+mod date_trunc;
 pub mod sentiment;
 mod sla_policy_for;
 mod snapshot;
@@ -37,6 +41,7 @@ use parking_lot::Mutex;
 pub use business_add::BusinessAdd;
 pub use business_clock::{BusinessClock, MAX_SPAN_DAYS};
 pub use business_seconds::BusinessSeconds;
+pub use date_trunc::UtcDateTrunc;
 pub use sentiment::{Sentiment, SentimentScorer};
 pub use sla_policy_for::SlaPolicyFor;
 pub use snapshot::{CatalogSnapshot, CompiledCalendar};
@@ -57,6 +62,7 @@ fn register(ctx: &SessionContext, snapshot: SnapshotRef) {
     ctx.register_udf(ScalarUDF::from(BusinessAdd::new(snapshot.clone())));
     ctx.register_udf(ScalarUDF::from(SlaPolicyFor::new(snapshot)));
     ctx.register_udf(ScalarUDF::from(Sentiment::new()));
+    ctx.register_udf(ScalarUDF::from(UtcDateTrunc::new()));
 }
 
 /// A snapshot compared by identity, so the function structs can be `Eq +
