@@ -50,7 +50,7 @@ use arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use async_trait::async_trait;
 use cxdb_storage::catalog::{BusinessCalendar, SlaPolicy};
-use cxdb_storage::{Changes, ConversationChanges};
+use cxdb_storage::{Changes, ConversationChanges, Touched};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, JoinType, Result, ScalarValue};
 use datafusion::dataframe::DataFrame;
@@ -140,11 +140,7 @@ impl Maintained {
     /// The earliest event any of the `touched` conversations can have
     /// (this must be the [`CONVERSATION_STATE`] state), after bringing the
     /// state up to date.
-    async fn earliest_event(
-        &self,
-        engine: &QueryEngine,
-        touched: &HashMap<(String, String), i64>,
-    ) -> Result<i64> {
+    async fn earliest_event(&self, engine: &QueryEngine, touched: &Touched) -> Result<i64> {
         self.read(engine, |_| false).await?;
         let cache = self.cache.lock().await;
         match &*cache {
@@ -344,7 +340,7 @@ async fn collect_compact(df: DataFrame) -> Result<Vec<RecordBatch>> {
 /// The earliest event any touched conversation can have: the earliest one
 /// just written, or the first event of its cached row (`first_event_at` of
 /// [`CONVERSATION_STATE`], whose rows `built` must be).
-fn earliest_event(built: &Built, touched: &HashMap<(String, String), i64>) -> Result<i64> {
+fn earliest_event(built: &Built, touched: &Touched) -> Result<i64> {
     let mut since = touched.values().copied().min().unwrap_or(i64::MAX);
     let first_event = built.schema.index_of("first_event_at")?;
     let conversation_col = built.schema.index_of("conversation_id")?;
@@ -365,7 +361,7 @@ fn earliest_event(built: &Built, touched: &HashMap<(String, String), i64>) -> Re
     Ok(since)
 }
 
-fn touched_by_tenant(touched: &HashMap<(String, String), i64>) -> HashMap<&str, HashSet<&str>> {
+fn touched_by_tenant(touched: &Touched) -> HashMap<&str, HashSet<&str>> {
     let mut by_tenant: HashMap<&str, HashSet<&str>> = HashMap::new();
     for (tenant, conversation) in touched.keys() {
         by_tenant
@@ -382,7 +378,7 @@ async fn update(
     engine: &QueryEngine,
     view: &'static str,
     built: &mut Built,
-    touched: &HashMap<(String, String), i64>,
+    touched: &Touched,
     since: i64,
 ) -> Result<()> {
     let conversation_col = built.schema.index_of("conversation_id")?;

@@ -57,7 +57,15 @@ impl Buffer {
 
     /// Adds the batch of WAL record `seq`, split by partition.
     pub(crate) fn insert(&mut self, seq: u64, batch: &RecordBatch) -> Result<()> {
-        for (key, part) in split_by_partition(batch)? {
+        self.insert_split(seq, split_by_partition(batch)?);
+        Ok(())
+    }
+
+    /// [`Buffer::insert`] of a batch already split by partition
+    /// ([`split_by_partition`]): the caller splits (copies) the rows before
+    /// it takes the lock the buffer lives under.
+    pub(crate) fn insert_split(&mut self, seq: u64, parts: Vec<(PartitionKey, RecordBatch)>) {
+        for (key, part) in parts {
             self.rows += part.num_rows();
             self.bytes += part.get_array_memory_size();
             self.active
@@ -74,7 +82,6 @@ impl Buffer {
         } else if seq > self.inserted_through {
             self.ahead.insert(seq);
         }
-        Ok(())
     }
 
     pub(crate) fn rows(&self) -> usize {

@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 pub use buffer::{BufferedPartition, PartitionKey};
-pub use changes::{Changes, ConversationChanges};
+pub use changes::{Changes, ConversationChanges, Touched};
 pub use compactor::{CompactionOutcome, RetentionOutcome};
 pub use cxdb_catalog as catalog;
 pub use cxdb_wal::SYNC_BUCKETS_SECS as WAL_SYNC_BUCKETS_SECS;
@@ -450,9 +450,10 @@ impl Storage {
         // that goes away must not leave a synced WAL record out of the buffer.
         let this = Arc::clone(self);
         let durable = tokio::spawn(async move {
+            let parts = buffer::split_by_partition(&batch)?;
             let payload = record::encode(&batch)?;
             let seq = this.wal.append(payload).await?;
-            this.state.write().buffer.insert(seq, &batch)?;
+            this.state.write().buffer.insert_split(seq, parts);
             this.publish_changes(|c| c.record(&batch));
             Ok::<_, Error>(())
         })

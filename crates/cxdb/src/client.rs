@@ -135,7 +135,7 @@ fn print(batches: &[RecordBatch], format: &str) -> anyhow::Result<()> {
         "csv" => {
             let mut w = arrow::csv::Writer::new(&mut out);
             for b in batches {
-                w.write(b)?;
+                w.write(&nested_as_text(b)?)?;
             }
         }
         "json" => {
@@ -158,6 +158,42 @@ fn print(batches: &[RecordBatch], format: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `batch` with its lists, structs and maps written as text (`[a, b]`, as
+/// the table format and DuckDB's CSV export write them): Arrow's CSV writer
+/// has no form for nested values and would refuse the whole result.
+fn nested_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+    if !batch.columns().iter().any(|c| c.data_type().is_nested()) {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !column.data_type().is_nested() {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+        let text: StringArray = (0..column.len())
+            .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
+            .collect();
+        fields.push(Field::new(
+            field.name(),
+            arrow::datatypes::DataType::Utf8,
+            true,
+        ));
+        columns.push(std::sync::Arc::new(text));
+    }
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(Schema::new(fields)),
+        columns,
+    )?)
 }
 
 pub(crate) async fn sql(args: SqlArgs) -> anyhow::Result<()> {

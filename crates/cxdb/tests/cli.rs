@@ -217,6 +217,16 @@ async fn sql_one_shot_formats_and_errors() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "channel,n\nchat,2\nemail,3\n");
 
+    // Lists (`tags`, `make_array`) as text, as the table format shows them;
+    // a NULL list is an empty field.
+    let lists = "SELECT 'c1' AS id, make_array('vip', 'refund') AS tags \
+                 UNION ALL SELECT 'c2', CAST(NULL AS VARCHAR[]) ORDER BY id";
+    let out = run(sql(lists, "csv"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "id,tags\nc1,\"[vip, refund]\"\nc2,\n");
+
     let out = run(sql(q, "json")).await.unwrap_or_else(|e| panic!("{e}"));
     let rows: Vec<serde_json::Value> = stdout(&out)
         .lines()
