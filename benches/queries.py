@@ -1093,7 +1093,8 @@ def render(*, args, started, load_start, load, files, lake_bytes, span, conv, pa
            checks, scan_rss, hwm, storage, sampler, data_dir, stream=None) -> str:
     m = machine()
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain"):
+    # Reports of earlier runs under benches/results/ are not the build.
+    if git("status", "--porcelain", "--", ".", ":!benches/results"):
         commit += " (with uncommitted changes)"
     n = args.events
     cmd = os.environ.get("CXDB_BENCH_COMMAND") or " ".join(["python3 benches/queries.py", *sys.argv[1:]])

@@ -158,7 +158,9 @@ fn git_commit() -> String {
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
         Some(hash) if !hash.is_empty() => {
-            let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+            // Reports of earlier runs under benches/results/ are not the build.
+            let dirty = git(&["status", "--porcelain", "--", ".", ":!benches/results"])
+                .is_some_and(|s| !s.is_empty());
             if dirty {
                 format!("{hash} (with uncommitted changes)")
             } else {
