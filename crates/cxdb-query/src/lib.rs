@@ -76,7 +76,10 @@ impl QueryEngine {
         let maintained = materialized::MAINTAINED
             .iter()
             .map(|view| {
-                materialized::Maintained::new(view, storage.subscribe_conversation_changes())
+                materialized::Maintained::new(
+                    view,
+                    storage.subscribe_conversation_changes(materialized::MAX_UPDATE_CONVERSATIONS),
+                )
             })
             .collect();
         Ok(Self {

@@ -77,7 +77,7 @@ pub(crate) const MAINTAINED: [&str; 2] = [CONVERSATION_STATE, "replies"];
 /// Above this many touched conversations (a server that ingested for hours
 /// without anyone reading the views), an update would hold all their events
 /// in memory at once; a rebuild streams them through aggregations instead.
-const MAX_UPDATE_CONVERSATIONS: usize = 50_000;
+pub(crate) const MAX_UPDATE_CONVERSATIONS: usize = 50_000;
 
 /// The per-conversation facts; its `first_event_at` bounds every
 /// maintained view's recomputation scan.

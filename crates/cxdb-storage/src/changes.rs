@@ -7,7 +7,10 @@
 //! [`takes`](ConversationChanges::take) them. Anything that removes events
 //! (retention) sets [`Changes::reset`]: state derived from the old events
 //! must be rebuilt from scratch. A new subscriber starts reset, as it has
-//! seen nothing.
+//! seen nothing. More touched conversations than the subscriber's limit
+//! (past which it rebuilds rather than updates) also become a reset, so a
+//! server that ingests for hours with nobody reading the views neither
+//! spends work per event on the feed nor holds every conversation's key.
 //!
 //! Events are recorded after they are in the write buffer, so every change
 //! a subscriber takes is visible to a scan snapshot taken after the take.
@@ -68,15 +71,29 @@ impl Changes {
 #[derive(Debug)]
 pub struct ConversationChanges {
     pending: Mutex<Changes>,
+    /// Beyond this many touched conversations the subscriber rebuilds
+    /// rather than updates, so the changes collapse into a reset: nothing
+    /// more is collected (no work per event, no memory per conversation)
+    /// until the next take.
+    limit: usize,
 }
 
 impl ConversationChanges {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             pending: Mutex::new(Changes {
                 reset: true,
                 touched: Touched::default(),
             }),
+            limit,
+        }
+    }
+
+    /// A reset makes the touched keys moot; too many of them make a reset.
+    fn cap(&self, pending: &mut Changes) {
+        if pending.reset || pending.touched.len() > self.limit {
+            pending.reset = true;
+            pending.touched = Touched::default();
         }
     }
 
@@ -88,7 +105,9 @@ impl ConversationChanges {
     /// Gives back changes taken but not applied (a refresh that failed or
     /// was cancelled), so that the next take sees them again.
     pub fn restore(&self, changes: Changes) {
-        self.pending.lock().merge(changes);
+        let mut pending = self.pending.lock();
+        pending.merge(changes);
+        self.cap(&mut pending);
     }
 
     pub(crate) fn record(&self, batch: &RecordBatch) {
@@ -98,22 +117,77 @@ impl ConversationChanges {
             .column(column::EVENT_TIME)
             .as_primitive::<TimestampMicrosecondType>();
         let mut pending = self.pending.lock();
+        if pending.reset {
+            return;
+        }
         for i in 0..batch.num_rows() {
             if conversations.is_null(i) {
                 continue;
             }
             pending.note(tenants.value(i), conversations.value(i), times.value(i));
         }
+        self.cap(&mut pending);
     }
 
     pub(crate) fn reset(&self) {
-        self.pending.lock().reset = true;
+        let mut pending = self.pending.lock();
+        pending.reset = true;
+        self.cap(&mut pending);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cxdb_model::{Event, EventBatchBuilder};
+
+    /// A batch whose rows touch `(tenant, conversation)` at `time`.
+    fn batch(rows: &[(&str, &str, i64)]) -> RecordBatch {
+        let mut builder = EventBatchBuilder::with_capacity(rows.len());
+        for (i, (tenant, conversation, time)) in rows.iter().enumerate() {
+            builder.push(&Event {
+                tenant_id: tenant.to_string(),
+                event_id: format!("e{i}"),
+                event_time: *time,
+                event_type: "message.created".into(),
+                conversation_id: Some(conversation.to_string()),
+                ..Event::default()
+            });
+        }
+        builder.finish()
+    }
+
+    /// Past its limit a subscriber's changes become one reset, and stay one
+    /// (nothing collected) until taken; then collecting starts again.
+    #[test]
+    fn too_many_conversations_collapse_into_a_reset() {
+        let changes = ConversationChanges::new(2);
+        assert!(changes.take().reset, "a new subscriber starts reset");
+        changes.record(&batch(&[("t", "c1", 5), ("t", "c2", 6), ("t", "c1", 4)]));
+        let taken = changes.take();
+        assert!(!taken.reset);
+        assert_eq!(taken.touched.len(), 2);
+        assert_eq!(
+            taken.touched.get(&("t".to_string(), "c1".to_string())),
+            Some(&4)
+        );
+
+        changes.record(&batch(&[("t", "c1", 1), ("t", "c2", 1), ("t", "c3", 1)]));
+        changes.record(&batch(&[("t", "c4", 1)]));
+        let taken = changes.take();
+        assert!(taken.reset && taken.touched.is_empty());
+
+        changes.record(&batch(&[("t", "c9", 9)]));
+        changes.restore(Changes {
+            reset: false,
+            touched: [(("t".to_string(), "c8".to_string()), 8)]
+                .into_iter()
+                .collect(),
+        });
+        let taken = changes.take();
+        assert!(!taken.reset);
+        assert_eq!(taken.touched.len(), 2);
+    }
 
     /// A conversation noted again is found by its borrowed key (one entry,
     /// the earliest time) — it would be a second entry if `KeyRef` hashed

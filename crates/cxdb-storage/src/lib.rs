@@ -472,8 +472,10 @@ impl Storage {
 
     /// From now on, collects the conversations every write touches (and a
     /// reset when events are removed) for the caller; see `changes.rs`.
-    pub fn subscribe_conversation_changes(&self) -> Arc<ConversationChanges> {
-        let changes = Arc::new(ConversationChanges::new());
+    /// Past `limit` touched conversations the changes collapse into a reset
+    /// (the subscriber would rebuild anyway) until they are taken.
+    pub fn subscribe_conversation_changes(&self, limit: usize) -> Arc<ConversationChanges> {
+        let changes = Arc::new(ConversationChanges::new(limit));
         self.change_subscribers
             .lock()
             .push(Arc::downgrade(&changes));
