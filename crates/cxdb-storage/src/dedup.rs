@@ -156,6 +156,11 @@ fn id_hash(id: &str) -> u128 {
     xxh3_128(id.as_bytes())
 }
 
+/// The hashes [`DedupIndex::persisted`] takes, computed without the lock.
+pub(crate) fn id_hashes<'a>(ids: impl Iterator<Item = &'a str>) -> Vec<u128> {
+    ids.map(id_hash).collect()
+}
+
 /// What [`DedupIndex::reserve`] made of one id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -224,11 +229,13 @@ impl DedupIndex {
         t.bloom.insert(key);
     }
 
-    /// The ids are persisted now: keep them only in the Bloom filter.
-    pub(crate) fn persisted<'a>(&mut self, tenant: &str, ids: impl Iterator<Item = &'a str>) {
+    /// The ids (their [`id_hashes`]) are persisted now: keep them only in
+    /// the Bloom filter. Called in chunks by the persister, which hashes
+    /// outside the lock and lets writers in between chunks.
+    pub(crate) fn persisted(&mut self, tenant: &str, hashes: &[u128]) {
         if let Some(t) = self.tenants.get_mut(tenant) {
-            for id in ids {
-                t.hot.remove(&id_hash(id));
+            for hash in hashes {
+                t.hot.remove(hash);
             }
             if t.hot.is_empty() {
                 t.hot.shrink_to_fit();
@@ -259,7 +266,7 @@ mod tests {
             Verdict::New,
             "tenants are separate"
         );
-        d.persisted("a", ["e1"].into_iter());
+        d.persisted("a", &id_hashes(["e1"].into_iter()));
         assert_eq!(d.reserve("a", "e1", false), Verdict::Check);
         assert_eq!(d.reserve("a", "e1", true), Verdict::New);
         d.release("a", "e1");

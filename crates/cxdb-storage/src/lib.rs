@@ -52,6 +52,9 @@ pub use lake::Lake;
 use buffer::Buffer;
 use dedup::{DedupIndex, Verdict};
 
+/// Persisted ids removed from the hot set per hold of the dedup lock.
+const PERSISTED_IDS_PER_LOCK: usize = 8_192;
+
 /// Settings of the storage engine. [`StorageConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -611,14 +614,16 @@ impl Storage {
                         .await;
                     return Err(e.into());
                 }
-                {
-                    let mut dedup = self.dedup.lock();
-                    for p in &parts {
-                        for b in &p.batches {
-                            dedup.persisted(
-                                &p.key.tenant,
-                                string_values(b.column(column::EVENT_ID)),
-                            );
+                // A million ids leave the hot set per persist: hashed
+                // outside the lock, removed a chunk per lock hold, so writers
+                // are not held up for the whole removal. (A writer meanwhile
+                // sees an id as hot — a duplicate — or, once removed, checks
+                // the files the catalog already lists: the same answer.)
+                for p in &parts {
+                    for b in &p.batches {
+                        let hashes = dedup::id_hashes(string_values(b.column(column::EVENT_ID)));
+                        for chunk in hashes.chunks(PERSISTED_IDS_PER_LOCK) {
+                            self.dedup.lock().persisted(&p.key.tenant, chunk);
                         }
                     }
                 }
