@@ -162,8 +162,9 @@ fn print(batches: &[RecordBatch], format: &str) -> anyhow::Result<()> {
 
 /// `batch` with its lists, structs and maps written as text (`[a, b]`, as
 /// the table format and DuckDB's CSV export write them): Arrow's CSV writer
-/// has no form for nested values and would refuse the whole result.
-fn nested_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+/// has no form for nested values and would refuse the whole result. Used
+/// by every CSV `cxdb` writes (`sql --format csv`, `export --format csv`).
+pub(crate) fn nested_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
     use arrow::array::{Array, ArrayRef, StringArray};
     use arrow::datatypes::{Field, Schema};
     use arrow::util::display::{ArrayFormatter, FormatOptions};

@@ -113,7 +113,7 @@ impl Writer {
     fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
         match self {
             Self::Parquet(w) => w.write(batch)?,
-            Self::Csv(w) => w.write(batch)?,
+            Self::Csv(w) => w.write(&crate::client::nested_as_text(batch)?)?,
             Self::Ndjson(w) => w.write(batch)?,
         }
         Ok(())

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, make_array};
-use arrow::datatypes::{DataType, Field, FieldRef};
+use arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::functions::datetime::date_trunc::DateTruncFunc;
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
@@ -58,8 +58,14 @@ fn retagged_type(data_type: &DataType, tz: Option<Arc<str>>) -> DataType {
     }
 }
 
+/// `field` with its timestamp time zone replaced by `tz`.
+fn retagged_field(field: &FieldRef, tz: Option<Arc<str>>) -> FieldRef {
+    let data_type = retagged_type(field.data_type(), tz);
+    Arc::new(field.as_ref().clone().with_data_type(data_type))
+}
+
 /// `value` with its timestamp time zone replaced by `tz` (no data copied).
-fn retag(value: ColumnarValue, tz: Option<Arc<str>>) -> Result<ColumnarValue> {
+fn retag(value: &ColumnarValue, tz: Option<Arc<str>>) -> Result<ColumnarValue> {
     Ok(match value {
         ColumnarValue::Array(array) => {
             let data_type = retagged_type(array.data_type(), tz);
@@ -71,11 +77,11 @@ fn retag(value: ColumnarValue, tz: Option<Arc<str>>) -> Result<ColumnarValue> {
             ColumnarValue::Array(make_array(data) as ArrayRef)
         }
         ColumnarValue::Scalar(scalar) => ColumnarValue::Scalar(match scalar {
-            ScalarValue::TimestampSecond(v, _) => ScalarValue::TimestampSecond(v, tz),
-            ScalarValue::TimestampMillisecond(v, _) => ScalarValue::TimestampMillisecond(v, tz),
-            ScalarValue::TimestampMicrosecond(v, _) => ScalarValue::TimestampMicrosecond(v, tz),
-            ScalarValue::TimestampNanosecond(v, _) => ScalarValue::TimestampNanosecond(v, tz),
-            other => other,
+            ScalarValue::TimestampSecond(v, _) => ScalarValue::TimestampSecond(*v, tz),
+            ScalarValue::TimestampMillisecond(v, _) => ScalarValue::TimestampMillisecond(*v, tz),
+            ScalarValue::TimestampMicrosecond(v, _) => ScalarValue::TimestampMicrosecond(*v, tz),
+            ScalarValue::TimestampNanosecond(v, _) => ScalarValue::TimestampNanosecond(*v, tz),
+            other => other.clone(),
         }),
     })
 }
@@ -106,19 +112,12 @@ impl ScalarUDFImpl for UtcDateTrunc {
             Some(DataType::Timestamp(_, Some(tz))) if is_utc(&tz) => tz,
             _ => return self.inner.invoke_with_args(args),
         };
-        let value = args.args.remove(1);
-        args.args.insert(1, retag(value, None)?);
+        args.args[1] = retag(&args.args[1], None)?;
         if let Some(field) = args.arg_fields.get_mut(1) {
-            let data_type = retagged_type(field.data_type(), None);
-            *field = Arc::new(Field::new(field.name(), data_type, field.is_nullable()));
+            *field = retagged_field(field, None);
         }
-        let data_type = retagged_type(args.return_field.data_type(), None);
-        args.return_field = Arc::new(Field::new(
-            args.return_field.name(),
-            data_type,
-            args.return_field.is_nullable(),
-        ));
-        retag(self.inner.invoke_with_args(args)?, Some(zone))
+        args.return_field = retagged_field(&args.return_field, None);
+        retag(&self.inner.invoke_with_args(args)?, Some(zone))
     }
 
     fn output_ordering(&self, input: &[ExprProperties]) -> Result<SortProperties> {
