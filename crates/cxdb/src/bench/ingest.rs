@@ -126,7 +126,9 @@ pub(super) async fn run(args: &IngestArgs) -> anyhow::Result<String> {
         r,
         "- server: `{} serve` as a child process per cell (port 0, fresh data directory \
          under `{}`, defaults: auth none on loopback, background persister at 1,000,000 rows \
-         or 60 s); the clients run in this process, on the same machine",
+         or 60 s); each cell's clock starts once the server has built its maintained views \
+         (`conversation_state`, `replies`: empty at start); the clients run in this process, \
+         on the same machine",
         binary.display(),
         work.path.display()
     );
@@ -806,12 +808,14 @@ impl Server {
                     Err(_) => false,
                 };
                 if ready {
-                    return Ok(Self {
+                    let server = Self {
                         child,
                         pid,
                         grpc: format!("http://{grpc}"),
                         http: http.to_string(),
-                    });
+                    };
+                    server.wait_for_maintained_views().await?;
+                    return Ok(server);
                 }
             }
             if Instant::now() > deadline {
@@ -822,6 +826,20 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits until the server has built its maintained views at start (a
+    /// query that reads one waits for the build). Otherwise that build runs
+    /// during the first seconds of the cell, over the events already
+    /// written, and its CPU would be counted as ingest.
+    async fn wait_for_maintained_views(&self) -> anyhow::Result<()> {
+        let channel = crate::client::connect(&self.grpc, None).await?;
+        for view in ["conversation_state", "replies"] {
+            crate::client::query(channel.clone(), &format!("SELECT count(*) FROM {view}"))
+                .await
+                .with_context(|| format!("waiting for the maintained view {view}"))?;
+        }
+        Ok(())
     }
 
     async fn channel(&self) -> anyhow::Result<Channel> {
