@@ -16,7 +16,7 @@ use crate::{Recovery, ReplayedRecord};
 
 pub(crate) const MAGIC: &[u8; 8] = b"CXDBWAL1";
 pub(crate) const MAGIC_LEN: u64 = MAGIC.len() as u64;
-const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 
 /// Largest payload a record may carry. A larger length on disk is treated as corruption
 /// instead of being trusted.
@@ -43,14 +43,39 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Appends one encoded record to `buf`. The caller has checked the payload size.
-pub(crate) fn encode_record(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+/// The header of one record (the payload follows it). The caller has
+/// checked the payload size.
+pub(crate) fn record_header(seq: u64, payload: &[u8]) -> [u8; HEADER_LEN] {
     debug_assert!(payload.len() <= MAX_PAYLOAD_LEN);
     let seq = seq.to_le_bytes();
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc(&seq, payload).to_le_bytes());
-    buf.extend_from_slice(&seq);
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&crc(&seq, payload).to_le_bytes());
+    header[8..].copy_from_slice(&seq);
+    header
+}
+
+/// Appends one encoded record to `buf`.
+#[cfg(test)]
+fn encode_record(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    buf.extend_from_slice(&record_header(seq, payload));
     buf.extend_from_slice(payload);
+}
+
+/// Writes all of `slices` (a partial `writev` continues where it stopped).
+pub(crate) fn write_all_vectored(
+    file: &mut File,
+    mut slices: &mut [std::io::IoSlice<'_>],
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn crc(seq: &[u8; 8], payload: &[u8]) -> u32 {

@@ -1,12 +1,12 @@
 //! The group-commit thread: sole owner of the active segment file.
 //!
 //! It blocks for one command, drains whatever else is already queued (no timers, so an
-//! idle WAL adds no latency), writes all queued records with one `write` and one
+//! idle WAL adds no latency), writes all queued records with one `writev` and one
 //! `fdatasync`, then answers every waiter.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Write;
+use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +20,8 @@ use tracing::{error, warn};
 use crate::error::{Error, Result};
 use crate::segment::{self, MAGIC_LEN, SegmentInfo};
 
-/// Buffers above this are not kept between batches, so one burst does not pin memory.
-const KEEP_BUFFER_BYTES: usize = 8 << 20;
+/// Slices per `writev` (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
 
 pub(crate) enum Command {
     Append { payload: Bytes, done: Completion },
@@ -98,7 +98,6 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     /// Set once a write or sync failed: the file may hold a partial batch.
     poisoned: Option<String>,
-    buf: Vec<u8>,
 }
 
 impl Writer {
@@ -116,7 +115,6 @@ impl Writer {
             next_seq,
             shared,
             poisoned: None,
-            buf: Vec::new(),
         }
     }
 
@@ -154,19 +152,25 @@ impl Writer {
             return;
         }
         let first_seq = self.next_seq;
-        self.buf.clear();
-        for (seq, (payload, _)) in (first_seq..).zip(batch.iter()) {
-            segment::encode_record(&mut self.buf, seq, payload);
-        }
-        let written = self.buf.len() as u64;
+        // Headers here, payloads where they are: one `writev` per
+        // IOV_MAX slices, no copy of the records into a buffer first.
+        let headers: Vec<_> = (first_seq..)
+            .zip(batch.iter())
+            .map(|(seq, (payload, _))| segment::record_header(seq, payload))
+            .collect();
+        let written: u64 = headers.len() as u64 * segment::HEADER_LEN as u64
+            + batch.iter().map(|(p, _)| p.len() as u64).sum::<u64>();
         let started = std::time::Instant::now();
-        let result = self
-            .file
-            .write_all(&self.buf)
+        let result = headers
+            .iter()
+            .zip(batch.iter())
+            .map(|(h, (payload, _))| [IoSlice::new(h), IoSlice::new(payload)])
+            .collect::<Vec<_>>()
+            .chunks_mut(IOV_MAX / 2)
+            .try_for_each(|pairs| {
+                segment::write_all_vectored(&mut self.file, pairs.as_flattened_mut())
+            })
             .and_then(|()| self.file.sync_data());
-        if self.buf.capacity() > KEEP_BUFFER_BYTES {
-            self.buf = Vec::new();
-        }
 
         let mut segments = self.shared.segments.lock();
         if let Err(e) = result {

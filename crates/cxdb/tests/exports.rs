@@ -426,7 +426,9 @@ async fn cxdb_export_streams_a_query_to_files_and_is_audited() {
     seed(&s, Some(ADMIN)).await;
     let (analyst_acme, analyst_acme_id) = create(&s, "acme-auditor", "analyst", Some("acme")).await;
     let (reader, _) = create(&s, "grafana", "read", None).await;
-    let query = "SELECT event_id, tenant_id, channel FROM events ORDER BY event_id";
+    // A list column too: CSV writes it as text, as `cxdb sql` does.
+    let query = "SELECT event_id, tenant_id, channel, make_array(channel, 'vip') AS tags \
+                 FROM events ORDER BY event_id";
 
     let parquet_out = tmp.path().join("out/acme.parquet");
     std::fs::create_dir_all(tmp.path().join("out")).unwrap_or_else(|e| panic!("{e}"));
@@ -458,7 +460,10 @@ async fn cxdb_export_streams_a_query_to_files_and_is_audited() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         read(&csv_out),
-        "event_id,tenant_id,channel\na1,acme,chat\na2,acme,chat\na3,acme,chat\n"
+        "event_id,tenant_id,channel,tags\n\
+         a1,acme,chat,\"[chat, vip]\"\n\
+         a2,acme,chat,\"[chat, vip]\"\n\
+         a3,acme,chat,\"[chat, vip]\"\n"
     );
     let ndjson_out = tmp.path().join("out/acme.ndjson");
     let out = export(&analyst_acme, &ndjson_out, None);
@@ -469,6 +474,7 @@ async fn cxdb_export_streams_a_query_to_files_and_is_audited() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["event_id"], "a3");
+    assert_eq!(lines[2]["tags"], serde_json::json!(["chat", "vip"]));
 
     // A read token may not export: refused before any file is made.
     let refused_out = tmp.path().join("out/read.csv");
