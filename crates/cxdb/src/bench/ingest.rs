@@ -174,8 +174,9 @@ pub(super) async fn run(args: &IngestArgs) -> anyhow::Result<String> {
     );
     let _ = writeln!(
         r,
-        "- **the machine was shared** with other work (compilers, tests) during the run; \
-         on 2 cores every other process shows up in these figures"
+        "- anything else running on the machine (compilers, tests, other VMs on the host) \
+         shows up in these figures on 2 cores; the load averages at start and end are \
+         given"
     );
     write_targets(&mut r, &cells, &fresh);
     write_cells(&mut r, &cells, cell_time);
