@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use cxdb_model::events_schema;
 use cxdb_storage::Storage;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -126,7 +126,8 @@ impl TableProvider for EventsTable {
         let bounds = ScanBounds::of_scan(filters, self.scope.as_deref());
         let snapshot = self
             .storage
-            .snapshot(|tenant, day| bounds.keeps_tenant(tenant) && bounds.keeps_day(day));
+            .snapshot(|tenant, day| bounds.keeps_tenant(tenant) && bounds.keeps_day(day))
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let files: Vec<_> = snapshot
             .files
             .into_iter()

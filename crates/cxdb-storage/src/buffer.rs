@@ -9,6 +9,7 @@ use std::time::Instant;
 use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
 use arrow::compute::take_record_batch;
 use cxdb_model::{column, time::day_of};
+use parking_lot::Mutex;
 
 use crate::error::Result;
 
@@ -20,24 +21,118 @@ pub struct PartitionKey {
     pub day: i32,
 }
 
-/// Buffered rows of one partition, as handed to a query or the persister.
+/// Buffered rows of one partition, as handed to a query.
 #[derive(Debug, Clone)]
 pub struct BufferedPartition {
     pub key: PartitionKey,
     pub batches: Vec<RecordBatch>,
 }
 
+/// Buffered rows of one partition as the buffer holds them (see [`Part`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PartitionParts {
+    pub(crate) key: PartitionKey,
+    pub(crate) parts: Vec<Arc<Part>>,
+}
+
+impl PartitionParts {
+    /// The rows as batches, copied out of shared write batches where needed.
+    pub(crate) fn materialize(&self) -> Result<BufferedPartition> {
+        Ok(BufferedPartition {
+            key: self.key.clone(),
+            batches: self
+                .parts
+                .iter()
+                .map(|p| p.batch())
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// One write's rows of one partition. A write inside one partition is kept
+/// as it came. A write spanning several partitions is kept once, shared by
+/// its partitions, each with the indices of its rows: the write path does
+/// not copy rows; a partition's rows are copied out (`take`) the first time
+/// a query reads them, and the persister gathers them straight into the
+/// sorted file batch (one copy, where split + concat + sort copied three
+/// times).
+#[derive(Debug)]
+pub(crate) struct Part {
+    rows: usize,
+    /// Memory held for this part: its share of the write's batch.
+    bytes: usize,
+    state: Mutex<PartState>,
+}
+
+#[derive(Debug, Clone)]
+enum PartState {
+    /// Every row of `batch` (a write inside one partition, or rows taken).
+    Whole(RecordBatch),
+    /// The rows `rows` of a write's batch that other partitions share.
+    Shared {
+        batch: RecordBatch,
+        rows: UInt32Array,
+    },
+}
+
+impl Part {
+    fn whole(batch: RecordBatch) -> Self {
+        Self {
+            rows: batch.num_rows(),
+            bytes: batch.get_array_memory_size(),
+            state: Mutex::new(PartState::Whole(batch)),
+        }
+    }
+
+    fn shared(batch: RecordBatch, rows: UInt32Array) -> Self {
+        let bytes = batch.get_array_memory_size() * rows.len() / batch.num_rows().max(1);
+        Self {
+            rows: rows.len(),
+            bytes,
+            state: Mutex::new(PartState::Shared { batch, rows }),
+        }
+    }
+
+    pub(crate) fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The part's rows as one batch. Rows of a shared write batch are
+    /// copied out once and kept, and this part's hold on the shared batch
+    /// ends (it is freed once every partition of the write has done so or
+    /// has been persisted).
+    pub(crate) fn batch(&self) -> Result<RecordBatch> {
+        let shared = match &*self.state.lock() {
+            PartState::Whole(b) => return Ok(b.clone()),
+            PartState::Shared { batch, rows } => (batch.clone(), rows.clone()),
+        };
+        // The copy runs outside the lock; two concurrent readers may both
+        // copy, and either result is the same rows.
+        let taken = take_record_batch(&shared.0, &shared.1)?;
+        *self.state.lock() = PartState::Whole(taken.clone());
+        Ok(taken)
+    }
+
+    /// The batch holding the part's rows and which rows of it (`None`: all).
+    pub(crate) fn source(&self) -> (RecordBatch, Option<UInt32Array>) {
+        match &*self.state.lock() {
+            PartState::Whole(b) => (b.clone(), None),
+            PartState::Shared { batch, rows } => (batch.clone(), Some(rows.clone())),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Chunk {
     seq: u64,
-    batch: RecordBatch,
+    part: Arc<Part>,
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Buffer {
     active: BTreeMap<PartitionKey, Vec<Chunk>>,
     /// Taken by the running persist; still visible until its catalog commit.
-    persisting: Vec<BufferedPartition>,
+    persisting: Vec<PartitionParts>,
     /// Every WAL record with seq <= this is in the buffer (or persisted).
     inserted_through: u64,
     /// Records inserted ahead of a gap (concurrent writers finish out of order).
@@ -62,16 +157,16 @@ impl Buffer {
     }
 
     /// [`Buffer::insert`] of a batch already split by partition
-    /// ([`split_by_partition`]): the caller splits (copies) the rows before
-    /// it takes the lock the buffer lives under.
-    pub(crate) fn insert_split(&mut self, seq: u64, parts: Vec<(PartitionKey, RecordBatch)>) {
+    /// ([`split_by_partition`]): the caller splits the rows before it takes
+    /// the lock the buffer lives under.
+    pub(crate) fn insert_split(&mut self, seq: u64, parts: Vec<(PartitionKey, Arc<Part>)>) {
         for (key, part) in parts {
             self.rows += part.num_rows();
-            self.bytes += part.get_array_memory_size();
+            self.bytes += part.bytes;
             self.active
                 .entry(key)
                 .or_default()
-                .push(Chunk { seq, batch: part });
+                .push(Chunk { seq, part });
         }
         self.oldest.get_or_insert_with(Instant::now);
         if seq == self.inserted_through + 1 {
@@ -103,16 +198,16 @@ impl Buffer {
     /// Moves every chunk up to the contiguous watermark into `persisting`
     /// and returns it with that watermark: once these partitions are in the
     /// catalog, WAL records <= watermark are no longer needed.
-    pub(crate) fn begin_persist(&mut self) -> (Vec<BufferedPartition>, u64) {
+    pub(crate) fn begin_persist(&mut self) -> (Vec<PartitionParts>, u64) {
         let through = self.inserted_through;
         let mut taken = Vec::new();
         let mut keep = BTreeMap::new();
         for (key, chunks) in std::mem::take(&mut self.active) {
             let (old, new): (Vec<_>, Vec<_>) = chunks.into_iter().partition(|c| c.seq <= through);
             if !old.is_empty() {
-                taken.push(BufferedPartition {
+                taken.push(PartitionParts {
                     key: key.clone(),
-                    batches: old.into_iter().map(|c| c.batch).collect(),
+                    parts: old.into_iter().map(|c| c.part).collect(),
                 });
             }
             if !new.is_empty() {
@@ -133,12 +228,9 @@ impl Buffer {
             for p in parts {
                 let chunks = self.active.entry(p.key).or_default();
                 let mut old: Vec<Chunk> = p
-                    .batches
+                    .parts
                     .into_iter()
-                    .map(|batch| Chunk {
-                        seq: through,
-                        batch,
-                    })
+                    .map(|part| Chunk { seq: through, part })
                     .collect();
                 old.append(chunks);
                 *chunks = old;
@@ -149,19 +241,17 @@ impl Buffer {
 
     fn recount(&mut self) {
         let chunks = || self.active.values().flatten();
-        self.rows = chunks().map(|c| c.batch.num_rows()).sum();
-        self.bytes = chunks().map(|c| c.batch.get_array_memory_size()).sum();
+        self.rows = chunks().map(|c| c.part.num_rows()).sum();
+        self.bytes = chunks().map(|c| c.part.bytes).sum();
         if self.active.is_empty() {
             self.oldest = None;
         }
     }
 
-    /// The buffered partitions that `keep` selects, for a query.
-    pub(crate) fn partitions(
-        &self,
-        keep: impl Fn(&PartitionKey) -> bool,
-    ) -> Vec<BufferedPartition> {
-        let mut out: Vec<BufferedPartition> = self
+    /// The buffered partitions that `keep` selects, for a query (which
+    /// materializes them after the lock is released).
+    pub(crate) fn partitions(&self, keep: impl Fn(&PartitionKey) -> bool) -> Vec<PartitionParts> {
+        let mut out: Vec<PartitionParts> = self
             .persisting
             .iter()
             .filter(|p| keep(&p.key))
@@ -169,9 +259,9 @@ impl Buffer {
             .collect();
         for (key, chunks) in &self.active {
             if keep(key) {
-                out.push(BufferedPartition {
+                out.push(PartitionParts {
                     key: key.clone(),
-                    batches: chunks.iter().map(|c| c.batch.clone()).collect(),
+                    parts: chunks.iter().map(|c| Arc::clone(&c.part)).collect(),
                 });
             }
         }
@@ -179,9 +269,9 @@ impl Buffer {
     }
 }
 
-/// Splits a batch of events into one batch per `(tenant, day)`. The common
-/// case, a batch from one tenant about one day, is not copied.
-pub(crate) fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKey, RecordBatch)>> {
+/// Splits a batch of events into one [`Part`] per `(tenant, day)`, without
+/// copying rows.
+pub(crate) fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKey, Arc<Part>)>> {
     let tenants = batch
         .column(column::TENANT_ID)
         .as_any()
@@ -207,7 +297,7 @@ pub(crate) fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKe
             tenant: Arc::from(first.0),
             day: first.1,
         };
-        return Ok(vec![(key, batch.clone())]);
+        return Ok(vec![(key, Arc::new(Part::whole(batch.clone())))]);
     }
     let mut groups: HashMap<(&str, i32), Vec<u32>> = HashMap::new();
     for i in 0..batch.num_rows() {
@@ -218,13 +308,13 @@ pub(crate) fn split_by_partition(batch: &RecordBatch) -> Result<Vec<(PartitionKe
     }
     let mut out = Vec::with_capacity(groups.len());
     for ((tenant, day), rows) in groups {
-        let part = take_record_batch(batch, &UInt32Array::from(rows))?;
+        let part = Part::shared(batch.clone(), UInt32Array::from(rows));
         out.push((
             PartitionKey {
                 tenant: Arc::from(tenant),
                 day,
             },
-            part,
+            Arc::new(part),
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

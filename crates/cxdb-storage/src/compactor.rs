@@ -51,7 +51,9 @@ impl Storage {
             for f in &files {
                 batches.extend(self.lake.read_file(&f.path, None).await?);
             }
-            let merged = self.write_file(tenant, day, batches).await?;
+            let merged = self
+                .write_file(tenant, day, crate::FileRows::Batches(batches))
+                .await?;
             let old: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
             let now = cxdb_model::time::now_micros();
             let new_path = merged.path.clone();

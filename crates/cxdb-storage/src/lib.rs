@@ -41,6 +41,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use buffer::PartitionParts;
 pub use buffer::{BufferedPartition, PartitionKey};
 pub use changes::{Changes, ConversationChanges, Touched};
 pub use compactor::{CompactionOutcome, RetentionOutcome};
@@ -546,18 +547,27 @@ impl Storage {
     }
 
     /// Files and buffered partitions whose `(tenant, day)` `keep` accepts.
-    pub fn snapshot(&self, keep: impl Fn(&str, i32) -> bool) -> ScanSnapshot {
-        let state = self.state.read();
-        ScanSnapshot {
-            files: state
+    pub fn snapshot(&self, keep: impl Fn(&str, i32) -> bool) -> Result<ScanSnapshot> {
+        let (files, parts) = {
+            let state = self.state.read();
+            let files = state
                 .manifest
                 .files
                 .iter()
                 .filter(|f| keep(&f.tenant_id, f.day))
                 .cloned()
-                .collect(),
-            buffered: state.buffer.partitions(|k| keep(&k.tenant, k.day)),
-        }
+                .collect();
+            (files, state.buffer.partitions(|k| keep(&k.tenant, k.day)))
+        };
+        // Rows of writes that spanned partitions are copied out here, the
+        // first time a query reads them, outside the lock writers take.
+        Ok(ScanSnapshot {
+            files,
+            buffered: parts
+                .iter()
+                .map(PartitionParts::materialize)
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Every row of a snapshot read into memory (tests, exports, exact checks).
@@ -620,8 +630,16 @@ impl Storage {
                 // sees an id as hot — a duplicate — or, once removed, checks
                 // the files the catalog already lists: the same answer.)
                 for p in &parts {
-                    for b in &p.batches {
-                        let hashes = dedup::id_hashes(string_values(b.column(column::EVENT_ID)));
+                    for part in &p.parts {
+                        let (batch, rows) = part.source();
+                        let ids = string_values(batch.column(column::EVENT_ID));
+                        let hashes = match rows {
+                            Some(rows) => {
+                                let ids: Vec<&str> = ids.collect();
+                                dedup::id_hashes(rows.values().iter().map(|&r| ids[r as usize]))
+                            }
+                            None => dedup::id_hashes(ids),
+                        };
                         for chunk in hashes.chunks(PERSISTED_IDS_PER_LOCK) {
                             self.dedup.lock().persisted(&p.key.tenant, chunk);
                         }
@@ -646,11 +664,12 @@ impl Storage {
     }
 
     /// Encodes and uploads one file per partition.
-    async fn write_files(&self, parts: &[BufferedPartition]) -> Result<Vec<FileMeta>> {
+    async fn write_files(&self, parts: &[PartitionParts]) -> Result<Vec<FileMeta>> {
         let mut metas = Vec::with_capacity(parts.len());
         for p in parts {
+            let sources = p.parts.iter().map(|part| part.source()).collect();
             match self
-                .write_file(&p.key.tenant, p.key.day, p.batches.clone())
+                .write_file(&p.key.tenant, p.key.day, FileRows::Parts(sources))
                 .await
             {
                 Ok(meta) => metas.push(meta),
@@ -665,17 +684,17 @@ impl Storage {
     }
 
     /// Sorts, encodes and durably uploads one Parquet file of a partition.
-    async fn write_file(
-        &self,
-        tenant: &str,
-        day: i32,
-        batches: Vec<RecordBatch>,
-    ) -> Result<FileMeta> {
-        let rows = self.config.row_group_rows.max(1);
-        let (bytes, sorted) =
-            tokio::task::spawn_blocking(move || lake::encode_parquet(&batches, rows))
-                .await
-                .map_err(|e| Error::Task(e.to_string()))??;
+    async fn write_file(&self, tenant: &str, day: i32, rows: FileRows) -> Result<FileMeta> {
+        let group_rows = self.config.row_group_rows.max(1);
+        let (bytes, sorted) = tokio::task::spawn_blocking(move || match rows {
+            FileRows::Batches(batches) => lake::encode_parquet(&batches, group_rows),
+            FileRows::Parts(sources) => {
+                let sorted = lake::gather_sorted(&sources)?;
+                Ok((lake::encode_sorted(&sorted, group_rows)?, sorted))
+            }
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
         let times = sorted
             .column(column::EVENT_TIME)
             .as_any()
@@ -767,6 +786,14 @@ impl Storage {
         self.wal.close()?;
         Ok(())
     }
+}
+
+/// The rows of one Parquet file to write.
+enum FileRows {
+    /// Batches of any order (compaction: the files being merged).
+    Batches(Vec<RecordBatch>),
+    /// Buffered parts: a batch and which of its rows (`None`: all).
+    Parts(Vec<(RecordBatch, Option<arrow::array::UInt32Array>)>),
 }
 
 /// The persister / maintenance loop. Holds only a weak reference so that

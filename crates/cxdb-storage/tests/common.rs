@@ -41,7 +41,9 @@ pub(crate) async fn open(dir: &Path) -> Arc<Storage> {
 
 /// Every (tenant, event_id) visible in the storage, with its count.
 pub(crate) async fn all_ids(s: &Storage) -> HashMap<(String, String), usize> {
-    let snap = s.snapshot(|_, _| true);
+    let snap = s
+        .snapshot(|_, _| true)
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
     let batches = s
         .read_snapshot(&snap)
         .await

@@ -104,7 +104,9 @@ async fn compaction_swaps_files_atomically_for_running_readers() {
         s.persist().await.unwrap_or_else(|e| panic!("{e}"));
     }
     // A reader that took its snapshot before the compaction...
-    let before = s.snapshot(|_, _| true);
+    let before = s
+        .snapshot(|_, _| true)
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
     assert_eq!(before.files.len(), 4);
     let c = s.compact(Some(2)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((c.files_in, c.files_out), (4, 1));
@@ -118,7 +120,9 @@ async fn compaction_swaps_files_atomically_for_running_readers() {
         .sum();
     assert_eq!(old_rows, 100);
     // ...and a new reader sees one file with every event once.
-    let after = s.snapshot(|_, _| true);
+    let after = s
+        .snapshot(|_, _| true)
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
     assert_eq!(after.files.len(), 1);
     assert_eq!(after.files[0].rows, 100);
     let seen = all_ids(&s).await;

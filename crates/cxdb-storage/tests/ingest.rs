@@ -22,7 +22,9 @@ async fn accepted_events_are_visible_before_any_parquet_file() {
     assert_eq!(seen.len(), 5);
     assert!(seen.values().all(|n| *n == 1));
     // ingested_at is set by the server, whatever the client sent.
-    let snap = s.snapshot(|_, _| true);
+    let snap = s
+        .snapshot(|_, _| true)
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
     let batch = &snap.buffered[0].batches[0];
     let ingested = batch
         .column(3)
@@ -285,7 +287,10 @@ async fn batch_writes_follow_the_row_rules() {
     // acme: g1 g2 p1 g3 g4; beta: g1 (b*, the second g1, g5, g6 refused).
     let stored = |s: Arc<Storage>| async move {
         let batches = s
-            .read_snapshot(&s.snapshot(|_, _| true))
+            .read_snapshot(
+                &s.snapshot(|_, _| true)
+                    .unwrap_or_else(|e| panic!("snapshot: {e}")),
+            )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let mut events: Vec<Event> = batches
@@ -362,4 +367,105 @@ async fn batch_with_minimal_columns_and_a_null_id() {
     let seen = all_ids(&s).await;
     assert_eq!(seen.len(), 1);
     assert!(seen.contains_key(&("acme".into(), "m1".into())));
+}
+
+/// The ids and event times of a batch's rows, in row order.
+fn ids_and_times(batch: &arrow::array::RecordBatch) -> Vec<(String, i64)> {
+    let ids = batch
+        .column(cxdb_model::column::EVENT_ID)
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap_or_else(|| panic!("event_id is not Utf8"));
+    let times = batch
+        .column(cxdb_model::column::EVENT_TIME)
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+        .unwrap_or_else(|| panic!("event_time is not a timestamp"));
+    (0..batch.num_rows())
+        .map(|i| (ids.value(i).to_string(), times.value(i)))
+        .collect()
+}
+
+/// Writes spanning several (tenant, day) partitions are kept whole and
+/// shared by their partitions until a query or the persister copies a
+/// partition's rows out: each partition shows exactly its rows, in write
+/// order; a persist writes each partition's rows sorted by time, whether a
+/// query had copied them out before or not; the persisted ids stay
+/// duplicates.
+#[tokio::test]
+async fn writes_across_partitions_are_split_exactly_and_persisted_sorted() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let s = open(dir.path()).await;
+    // Two writes of 12 events each: acme and beta alternate, every third
+    // event is on the next day, times run backwards within a write.
+    let write = |w: i64| -> Vec<Event> {
+        (0..12)
+            .map(|i| {
+                let tenant = if i % 2 == 0 { "acme" } else { "beta" };
+                let day = if i % 3 == 0 { DAY } else { 0 };
+                let time = DAY0 + day + HOUR + (12 - i) * 1_000_000 + w * 500_000;
+                message(tenant, &format!("w{w}-{i}"), time)
+            })
+            .collect()
+    };
+    let expected = |tenant: &str, day: i64| -> Vec<(String, i64)> {
+        (0..2)
+            .flat_map(|w| write(w).into_iter())
+            .filter(|e| e.tenant_id == tenant && (e.event_time - DAY0) / DAY == day)
+            .map(|e| (e.event_id, e.event_time))
+            .collect()
+    };
+    for w in 0..2 {
+        let out = s
+            .write(write(w), WriteOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.accepted, 12);
+    }
+
+    // Only acme is read (its rows are copied out); beta stays shared.
+    let acme = s
+        .snapshot(|t, _| t == "acme")
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
+    assert_eq!(acme.buffered.len(), 2, "acme on two days");
+    for p in &acme.buffered {
+        let rows: Vec<_> = p.batches.iter().flat_map(ids_and_times).collect();
+        let day = i64::from(p.key.day) - DAY0 / DAY;
+        assert_eq!(rows, expected("acme", day), "acme day +{day}");
+    }
+    let all = s
+        .snapshot(|_, _| true)
+        .unwrap_or_else(|e| panic!("snapshot: {e}"));
+    assert_eq!(all.buffered.len(), 4);
+    let buffered: usize = all
+        .buffered
+        .iter()
+        .flat_map(|p| &p.batches)
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(buffered, 24);
+
+    s.persist().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.stats().buffer_rows, 0);
+    let manifest = s.manifest();
+    assert_eq!(manifest.files.len(), 4);
+    for f in &manifest.files {
+        let batches = s
+            .lake()
+            .read_file(&f.path, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<_> = batches.iter().flat_map(ids_and_times).collect();
+        let day = i64::from(f.day) - DAY0 / DAY;
+        let mut want = expected(&f.tenant_id, day);
+        want.sort_by_key(|(_, t)| *t);
+        assert_eq!(rows, want, "file of {} day +{day}", f.tenant_id);
+    }
+    // The persisted ids left the hot set and are still duplicates.
+    let out = s
+        .write(write(1), WriteOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((out.accepted, out.duplicates.len()), (0, 12));
+    assert_eq!(s.stats().dedup_hot_ids, 0);
 }
