@@ -38,7 +38,7 @@ pub use executor::{
 };
 pub use export::{ClientExport, copy_source_query, may_export};
 pub use limits::{LimitExceeded, QueryLimits, default_query_memory};
-pub use materialized::MaintenanceStats;
+pub use materialized::{MAINTAINED as MAINTAINED_VIEWS, MaintenanceStats};
 pub use views::{PREDEFINED_VIEWS, PredefinedView};
 
 /// Creates sessions over one storage engine. Clones share the memory pool

@@ -72,7 +72,7 @@ use crate::pruning::ScanBounds;
 /// reads. Each is keyed by `(tenant_id, conversation_id)` (one or more rows
 /// per conversation), and a conversation's rows depend only on its events
 /// and the SLA configuration, never on the time of the query.
-pub(crate) const MAINTAINED: [&str; 2] = [CONVERSATION_STATE, "replies"];
+pub const MAINTAINED: [&str; 2] = [CONVERSATION_STATE, "replies"];
 
 /// Above this many touched conversations (a server that ingested for hours
 /// without anyone reading the views), an update would hold all their events

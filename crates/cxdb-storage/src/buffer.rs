@@ -49,6 +49,9 @@ impl PartitionParts {
     }
 }
 
+/// A batch and which of its rows (`None`: all of them).
+pub(crate) type RowSource = (RecordBatch, Option<UInt32Array>);
+
 /// One write's rows of one partition. A write inside one partition is kept
 /// as it came. A write spanning several partitions is kept once, shared by
 /// its partitions, each with the indices of its rows: the write path does
@@ -102,19 +105,19 @@ impl Part {
     /// ends (it is freed once every partition of the write has done so or
     /// has been persisted).
     pub(crate) fn batch(&self) -> Result<RecordBatch> {
-        let shared = match &*self.state.lock() {
-            PartState::Whole(b) => return Ok(b.clone()),
-            PartState::Shared { batch, rows } => (batch.clone(), rows.clone()),
+        let (batch, rows) = self.source();
+        let Some(rows) = rows else {
+            return Ok(batch);
         };
         // The copy runs outside the lock; two concurrent readers may both
         // copy, and either result is the same rows.
-        let taken = take_record_batch(&shared.0, &shared.1)?;
+        let taken = take_record_batch(&batch, &rows)?;
         *self.state.lock() = PartState::Whole(taken.clone());
         Ok(taken)
     }
 
     /// The batch holding the part's rows and which rows of it (`None`: all).
-    pub(crate) fn source(&self) -> (RecordBatch, Option<UInt32Array>) {
+    pub(crate) fn source(&self) -> RowSource {
         match &*self.state.lock() {
             PartState::Whole(b) => (b.clone(), None),
             PartState::Shared { batch, rows } => (batch.clone(), Some(rows.clone())),

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array};
+use arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::compute::{
     SortOptions, concat_batches, interleave_record_batch, sort_to_indices, take_record_batch,
 };
@@ -27,6 +27,7 @@ use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::buffer::RowSource;
 use crate::error::{Error, Result};
 
 /// Default rows per Parquet row group. Small enough that a time predicate inside a
@@ -233,7 +234,7 @@ pub fn encode_parquet(
 /// its rows (`None`: all) — in `event_time` order (ties in the order given),
 /// gathered in one copy: the persister's [`encode_parquet`] without the
 /// concatenation and the sort's second copy.
-pub(crate) fn gather_sorted(sources: &[(RecordBatch, Option<UInt32Array>)]) -> Result<RecordBatch> {
+pub(crate) fn gather_sorted(sources: &[RowSource]) -> Result<RecordBatch> {
     let mut keyed: Vec<(i64, u32, u32)> = Vec::new();
     for (s, (batch, rows)) in sources.iter().enumerate() {
         let times = batch

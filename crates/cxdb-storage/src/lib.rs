@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use cxdb_catalog::{Catalog, FileMeta, Manifest};
 use cxdb_model::{
@@ -632,13 +632,16 @@ impl Storage {
                 for p in &parts {
                     for part in &p.parts {
                         let (batch, rows) = part.source();
-                        let ids = string_values(batch.column(column::EVENT_ID));
+                        // Buffered batches are of the events schema.
+                        let Some(ids) = batch.column(column::EVENT_ID).as_string_opt::<i32>()
+                        else {
+                            continue;
+                        };
                         let hashes = match rows {
-                            Some(rows) => {
-                                let ids: Vec<&str> = ids.collect();
-                                dedup::id_hashes(rows.values().iter().map(|&r| ids[r as usize]))
-                            }
-                            None => dedup::id_hashes(ids),
+                            Some(rows) => dedup::id_hashes(
+                                rows.values().iter().map(|&r| ids.value(r as usize)),
+                            ),
+                            None => dedup::id_hashes(ids.iter().flatten()),
                         };
                         for chunk in hashes.chunks(PERSISTED_IDS_PER_LOCK) {
                             self.dedup.lock().persisted(&p.key.tenant, chunk);
@@ -792,8 +795,8 @@ impl Storage {
 enum FileRows {
     /// Batches of any order (compaction: the files being merged).
     Batches(Vec<RecordBatch>),
-    /// Buffered parts: a batch and which of its rows (`None`: all).
-    Parts(Vec<(RecordBatch, Option<arrow::array::UInt32Array>)>),
+    /// Buffered parts.
+    Parts(Vec<buffer::RowSource>),
 }
 
 /// The persister / maintenance loop. Holds only a weak reference so that

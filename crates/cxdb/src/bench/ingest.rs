@@ -835,7 +835,7 @@ impl Server {
     /// written, and its CPU would be counted as ingest.
     async fn wait_for_maintained_views(&self) -> anyhow::Result<()> {
         let channel = crate::client::connect(&self.grpc, None).await?;
-        for view in ["conversation_state", "replies"] {
+        for view in cxdb_query::MAINTAINED_VIEWS {
             crate::client::query(channel.clone(), &format!("SELECT count(*) FROM {view}"))
                 .await
                 .with_context(|| format!("waiting for the maintained view {view}"))?;
