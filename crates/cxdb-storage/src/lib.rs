@@ -403,25 +403,29 @@ impl Storage {
             return Ok(outcome);
         }
         let ids = EventIds::of(&batch)?;
+        // Hashed before the lock: concurrent writers hash in parallel.
+        let keys: Vec<(&str, u128)> = (0..batch.num_rows())
+            .map(|r| {
+                let (tenant, id) = ids.get(r);
+                (tenant, dedup::id_hash(id))
+            })
+            .collect();
 
         let mut fresh = vec![false; batch.num_rows()];
         let mut check = Vec::new();
-        {
-            let mut dedup = self.dedup.lock();
-            for (r, &position) in positions.iter().enumerate() {
-                let (tenant, id) = ids.get(r);
-                match dedup.reserve(tenant, id, false) {
-                    Verdict::New => fresh[r] = true,
-                    Verdict::Duplicate => outcome.duplicates.push(position),
-                    Verdict::Check => check.push(r),
-                }
+        let verdicts = self.dedup.lock().reserve_all(&keys);
+        for (r, verdict) in verdicts.into_iter().enumerate() {
+            match verdict {
+                Verdict::New => fresh[r] = true,
+                Verdict::Duplicate => outcome.duplicates.push(positions[r]),
+                Verdict::Check => check.push(r),
             }
         }
         if !check.is_empty() {
             let found = match self.persisted_ids(check.iter().map(|&r| ids.get(r))).await {
                 Ok(f) => f,
                 Err(err) => {
-                    self.release(&ids, &fresh);
+                    self.release(&keys, &fresh);
                     return Err(err);
                 }
             };
@@ -430,7 +434,7 @@ impl Storage {
                 let (tenant, id) = ids.get(r);
                 if found.contains(&(tenant.to_string(), id.to_string())) {
                     outcome.duplicates.push(positions[r]);
-                } else if dedup.reserve(tenant, id, true) == Verdict::New {
+                } else if dedup.reserve_checked(tenant, keys[r].1) == Verdict::New {
                     fresh[r] = true;
                 } else {
                     outcome.duplicates.push(positions[r]);
@@ -465,7 +469,7 @@ impl Storage {
         .map_err(|e| Error::Task(e.to_string()))
         .and_then(|r| r);
         if let Err(err) = durable {
-            self.release(&ids, &fresh);
+            self.release(&keys, &fresh);
             return Err(err);
         }
         outcome.accepted = accepted;
@@ -507,11 +511,10 @@ impl Storage {
     }
 
     /// Gives back the reservations of the rows `reserved` marks.
-    fn release(&self, ids: &EventIds<'_>, reserved: &[bool]) {
+    fn release(&self, keys: &[(&str, u128)], reserved: &[bool]) {
         let mut dedup = self.dedup.lock();
-        for (r, _) in reserved.iter().enumerate().filter(|(_, f)| **f) {
-            let (tenant, id) = ids.get(r);
-            dedup.release(tenant, id);
+        for (&(tenant, key), _) in keys.iter().zip(reserved).filter(|(_, f)| **f) {
+            dedup.release(tenant, key);
         }
     }
 
