@@ -221,8 +221,7 @@ impl EventColumns {
                     (got, want),
                     (DataType::Timestamp(..), DataType::Timestamp(..))
                 )
-                || (matches!(got, DataType::Utf8View | DataType::LargeUtf8)
-                    && *want == DataType::Utf8)
+                || (*want == DataType::Utf8 && is_string(got))
                 || (matches!(
                     got,
                     DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_)
@@ -485,4 +484,14 @@ pub fn events_from_batch(batch: &RecordBatch) -> Result<Vec<Event>> {
         });
     }
     Ok(out)
+}
+
+/// Strings a client may send for a `Utf8` column: any string encoding, or a
+/// dictionary of strings (pandas categoricals arrive so); cast to `Utf8`.
+fn is_string(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => true,
+        DataType::Dictionary(_, values) => is_string(values),
+        _ => false,
+    }
 }

@@ -26,6 +26,7 @@
 mod export;
 mod handle;
 mod metadata;
+mod put;
 mod session;
 
 use std::collections::BTreeSet;
@@ -36,7 +37,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder, FlightRecordBatchStream};
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -234,26 +235,25 @@ pub(crate) async fn ingest_events(
             "DoPut needs a flight descriptor with path [\"events\"], got {path:?}"
         )));
     }
-    let decoder = FlightDataDecoder::new(
-        data.map_err(|s| arrow_flight::error::FlightError::Tonic(Box::new(s))),
-    );
-    let results = decoder
-        .map_err(|e| Status::invalid_argument(format!("invalid Arrow Flight data: {e}")))
-        .and_then(move |msg| {
+    let mut decoder = put::PutDecoder::default();
+    let results = data
+        .try_filter_map(move |data| {
+            let batch = decoder
+                .decode(data)
+                .map_err(|e| Status::invalid_argument(format!("invalid Arrow Flight data: {e}")));
+            async move { batch }
+        })
+        .and_then(move |batch| {
             let state = Arc::clone(&state);
             let principal = principal.clone();
             async move {
-                let DecodedPayload::RecordBatch(batch) = msg.payload else {
-                    return Ok(None);
-                };
                 let out = write_batch(&state, &principal, &batch, false).await?;
                 let json = write_outcome_json(&out, |i| i + 1);
-                Ok(Some(PutResult {
+                Ok(PutResult {
                     app_metadata: json.to_string().into(),
-                }))
+                })
             }
-        })
-        .try_filter_map(|r| async move { Ok(r) });
+        });
     Ok(Response::new(Box::pin(results)))
 }
 

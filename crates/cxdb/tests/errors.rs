@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow_flight::FlightDescriptor;
-use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow::array::{
+    ArrayRef, BinaryArray, DictionaryArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::Int32Type;
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{FlightData, FlightDescriptor, PutResult};
 use cxdb_proto::v1::WriteRequest;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tonic::Code;
 
 use crate::server::*;
@@ -284,4 +288,129 @@ async fn flight_bad_input() {
     assert!(err.message().contains("[\"events\"]"), "{}", err.message());
     drop(flight);
     nothing_written(&s).await;
+}
+
+/// Encodes `batch` as a DoPut stream to `events` (schema, dictionaries with
+/// `Resend`, the batch).
+async fn flight_messages(batch: RecordBatch, dictionaries: DictionaryHandling) -> Vec<FlightData> {
+    FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(FlightDescriptor::new_path(vec!["events".into()])))
+        .with_dictionary_handling(dictionaries)
+        .build(futures::stream::iter(vec![Ok(batch)]))
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn put_raw(
+    s: &TestServer,
+    messages: Vec<FlightData>,
+) -> Result<Vec<PutResult>, tonic::Status> {
+    let mut flight = FlightServiceClient::new(s.channel().await);
+    flight
+        .do_put(futures::stream::iter(messages))
+        .await?
+        .into_inner()
+        .try_collect()
+        .await
+}
+
+#[tokio::test]
+async fn flight_ipc_malformed_is_rejected_and_dictionaries_are_decoded() {
+    let s = TestServer::start().await;
+    let strings = |v: Vec<&str>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let columns = |event_id: ArrayRef, channel: ArrayRef| {
+        RecordBatch::try_from_iter(vec![
+            ("tenant_id", strings(vec!["acme", "acme"])),
+            ("event_id", event_id),
+            (
+                "event_time",
+                Arc::new(TimestampMicrosecondArray::from(vec![DAY0, DAY0]).with_timezone("UTC"))
+                    as ArrayRef,
+            ),
+            ("event_type", strings(vec!["custom.x", "custom.x"])),
+            ("channel", channel),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let plain = columns(strings(vec!["d1", "d2"]), strings(vec!["chat", "email"]));
+    let good = flight_messages(plain, DictionaryHandling::Hydrate).await;
+    assert_eq!(good.len(), 2, "schema and batch");
+    let (schema, batch) = (good[0].clone(), good[1].clone());
+    let rejected = |messages: Vec<FlightData>, what: &'static str| {
+        let s = &s;
+        async move {
+            let err = put_raw(s, messages)
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{what}: accepted"));
+            assert_eq!(err.code(), Code::InvalidArgument, "{what}: {err}");
+            assert!(
+                err.message().starts_with("invalid Arrow Flight data"),
+                "{what}: {}",
+                err.message()
+            );
+            err.message().to_string()
+        }
+    };
+
+    // A batch before the schema.
+    let mut first = batch.clone();
+    first.flight_descriptor = schema.flight_descriptor.clone();
+    let m = rejected(vec![first], "batch first").await;
+    assert!(m.contains("before the schema"), "{m}");
+    // A header that is not a flatbuffer Message.
+    let mut garbage = batch.clone();
+    garbage.data_header = bytes::Bytes::from_static(b"not an Arrow IPC message");
+    let m = rejected(vec![schema.clone(), garbage], "garbage header").await;
+    assert!(m.contains("header is not valid"), "{m}");
+    // A body shorter than its header declares.
+    let mut truncated = batch.clone();
+    truncated.data_body = batch.data_body.slice(..batch.data_body.len() / 2);
+    let m = rejected(vec![schema.clone(), truncated], "truncated body").await;
+    assert!(m.contains("byte body, the message has"), "{m}");
+    // A header whose body length was forged down to 8 bytes (and a body of
+    // 8 bytes): its buffers now lie outside the body. arrow-ipc alone would
+    // panic slicing them.
+    let declared = (batch.data_body.len() as i64).to_le_bytes();
+    let header = batch.data_header.to_vec();
+    let at: Vec<usize> = (0..header.len() - 8)
+        .filter(|&i| header[i..i + 8] == declared)
+        .collect();
+    assert_eq!(at.len(), 1, "the body length occurs once in the header");
+    let mut forged_header = header.clone();
+    forged_header[at[0]..at[0] + 8].copy_from_slice(&8i64.to_le_bytes());
+    let mut forged = batch.clone();
+    forged.data_header = forged_header.into();
+    forged.data_body = batch.data_body.slice(..8);
+    let m = rejected(vec![schema.clone(), forged], "forged buffers").await;
+    assert!(m.contains("lies outside the 8-byte body"), "{m}");
+    // Bytes that are not UTF-8 in a column the schema calls Utf8: the
+    // batch is encoded as Binary (the same buffers), the schema as Utf8.
+    let binary = columns(
+        Arc::new(BinaryArray::from(vec![&b"d1"[..], &[0xff, 0xfe][..]])),
+        strings(vec!["chat", "email"]),
+    );
+    let binary = flight_messages(binary, DictionaryHandling::Hydrate).await;
+    let m = rejected(vec![schema.clone(), binary[1].clone()], "invalid UTF-8").await;
+    assert!(m.to_lowercase().contains("utf"), "{m}");
+    nothing_written(&s).await;
+
+    // A dictionary-encoded column (a pandas categorical), sent as a
+    // dictionary message before the batch: decoded and stored as strings.
+    let channel: DictionaryArray<Int32Type> = vec!["chat", "email"].into_iter().collect();
+    let dict = columns(strings(vec!["d1", "d2"]), Arc::new(channel));
+    let messages = flight_messages(dict, DictionaryHandling::Resend).await;
+    assert_eq!(messages.len(), 3, "schema, dictionary, batch");
+    let results = put_raw(&s, messages)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&results[0].app_metadata).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(meta["accepted"], 2, "{meta}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM events WHERE channel = 'email' AND event_id = 'd2'")
+            .await,
+        1
+    );
 }
