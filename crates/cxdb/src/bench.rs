@@ -42,6 +42,11 @@ pub(crate) struct IngestArgs {
     /// Writes of the freshness measurement, per protocol.
     #[arg(long, default_value_t = 200)]
     freshness_samples: usize,
+    /// Runs of each target cell (10,000-event batches, 8 clients), each on
+    /// a fresh server; the report shows the median run and lists them all.
+    #[arg(long, env = "CXDB_BENCH_REPEAT", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
     /// Only these protocols (comma-separated: grpc, flight, http).
     #[arg(long, value_delimiter = ',', value_parser = ingest::Protocol::parse)]
     protocols: Vec<ingest::Protocol>,

@@ -140,27 +140,39 @@ pub(super) async fn run(args: &IngestArgs) -> anyhow::Result<String> {
         for batch in BATCH_SIZES {
             for clients in CLIENTS {
                 let last = batch == BATCH_SIZES[1] && clients == CLIENTS[1];
-                eprintln!(
-                    "ingest: {}, batch {batch}, {clients} client(s)…",
-                    proto.name()
-                );
-                let dir = work.fresh_subdir(&format!("{}-b{batch}-c{clients}", proto.slug()))?;
-                let (cell, f) = run_cell(
-                    &binary,
-                    &dir,
-                    proto,
-                    batch,
-                    clients,
-                    cell_time,
-                    args.seed,
-                    last.then_some(args.freshness_samples),
-                )
-                .await?;
-                work.remove_subdir(&dir);
-                generated.0 += cell.generated;
-                generated.1 += cell.generate_secs;
-                cells.push(cell);
-                fresh.extend(f);
+                let repeat = if last { args.repeat } else { 1 };
+                let mut runs = Vec::new();
+                for run in 1..=repeat {
+                    eprintln!(
+                        "ingest: {}, batch {batch}, {clients} client(s){}…",
+                        proto.name(),
+                        if repeat > 1 {
+                            format!(", run {run} of {repeat}")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    let dir =
+                        work.fresh_subdir(&format!("{}-b{batch}-c{clients}-r{run}", proto.slug()))?;
+                    // Freshness is measured on the server of the last run.
+                    let (cell, f) = run_cell(
+                        &binary,
+                        &dir,
+                        proto,
+                        batch,
+                        clients,
+                        cell_time,
+                        args.seed,
+                        (last && run == repeat).then_some(args.freshness_samples),
+                    )
+                    .await?;
+                    work.remove_subdir(&dir);
+                    generated.0 += cell.generated;
+                    generated.1 += cell.generate_secs;
+                    fresh.extend(f);
+                    runs.push(cell);
+                }
+                cells.push(median_run(runs)?);
             }
         }
     }
@@ -202,6 +214,22 @@ struct Cell {
     server_start_rss: Option<u64>,
     generated: u64,
     generate_secs: f64,
+    /// Events/s of every run of this cell, in run order (one unless
+    /// `--repeat`); the other fields are the median run's.
+    runs: Vec<f64>,
+}
+
+/// The run with the median events/s (the lower middle of an even count),
+/// knowing the rates of all.
+fn median_run(mut runs: Vec<Cell>) -> anyhow::Result<Cell> {
+    let rates: Vec<f64> = runs.iter().map(Cell::events_per_sec).collect();
+    runs.sort_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()));
+    let mut cell = runs
+        .into_iter()
+        .nth((rates.len().max(1) - 1) / 2)
+        .ok_or_else(|| anyhow!("a cell ran no time"))?;
+    cell.runs = rates;
+    Ok(cell)
 }
 
 impl Cell {
@@ -358,6 +386,7 @@ async fn run_cell(
             server_start_rss,
             generated: total,
             generate_secs,
+            runs: Vec::new(),
         },
         fresh,
     ))
@@ -887,6 +916,19 @@ fn best_rate(cells: &[Cell], proto: Protocol, batch: usize) -> Option<&Cell> {
         .max_by(|a, b| a.events_per_sec().total_cmp(&b.events_per_sec()))
 }
 
+/// "; median of 3 runs: a, b, c" for a repeated cell.
+fn runs_note(c: &Cell) -> String {
+    if c.runs.len() < 2 {
+        return String::new();
+    }
+    format!("; median of {} runs: {}", c.runs.len(), fmt_rates(&c.runs))
+}
+
+fn fmt_rates(rates: &[f64]) -> String {
+    let rates: Vec<String> = rates.iter().map(|v| fmt_int(*v as u64)).collect();
+    rates.join(", ")
+}
+
 fn write_targets(r: &mut String, cells: &[Cell], fresh: &[Fresh]) {
     let _ = writeln!(
         r,
@@ -900,11 +942,12 @@ fn write_targets(r: &mut String, cells: &[Cell], fresh: &[Fresh]) {
             let v = c.events_per_sec();
             let _ = writeln!(
                 r,
-                "| {} ≥ {} events/s durable, 10,000-event batches | {} events/s ({} client(s)) | {} |",
+                "| {} ≥ {} events/s durable, 10,000-event batches | {} events/s ({} client(s){}) | {} |",
                 proto.name(),
                 fmt_int(target as u64),
                 fmt_int(v as u64),
                 c.clients,
+                runs_note(c),
                 yes_no(v >= target)
             );
         }
@@ -957,6 +1000,18 @@ fn write_cells(r: &mut String, cells: &[Cell], time: Duration) {
             c.server_cpu_secs * 1e6 / c.events.max(1) as f64,
             rss(c.server_start_rss),
             rss(c.server_peak_rss),
+        );
+    }
+    for c in cells.iter().filter(|c| c.runs.len() > 1) {
+        let _ = writeln!(
+            r,
+            "\n{}, {} events a batch, {} clients: the median of {} runs, each on a fresh \
+             server (events/s in run order: {}).",
+            c.proto.name(),
+            fmt_int(c.batch as u64),
+            c.clients,
+            c.runs.len(),
+            fmt_rates(&c.runs)
         );
     }
     if cells.iter().any(|c| c.exhausted) {
@@ -1035,6 +1090,44 @@ mod tests {
             }
             assert_eq!(back, e);
         }
+    }
+
+    fn cell(events: u64) -> Cell {
+        Cell {
+            proto: Protocol::Flight,
+            batch: 10_000,
+            clients: 8,
+            events,
+            writes: events / 10_000,
+            secs: 2.0,
+            acks: new_histogram().unwrap_or_else(|e| panic!("{e}")),
+            exhausted: false,
+            server_cpu_secs: 1.0,
+            server_peak_rss: None,
+            server_start_rss: None,
+            generated: events,
+            generate_secs: 1.0,
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_repeated_cell_reports_its_median_run_and_every_rate() {
+        let median = |events: &[u64]| {
+            median_run(events.iter().map(|e| cell(*e)).collect()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Rates over 2 s: 900k, 1,000k, 800k → the 900k run.
+        let c = median(&[1_800_000, 2_000_000, 1_600_000]);
+        assert_eq!(c.events, 1_800_000);
+        assert_eq!(c.runs, [900_000.0, 1_000_000.0, 800_000.0]);
+        assert_eq!(
+            runs_note(&c),
+            "; median of 3 runs: 900,000, 1,000,000, 800,000"
+        );
+        // An even count takes the lower middle; one run has no note.
+        assert_eq!(median(&[2_000_000, 1_600_000]).events, 1_600_000);
+        assert_eq!(runs_note(&median(&[1_000])), "");
+        assert!(median_run(Vec::new()).is_err());
     }
 
     #[test]
