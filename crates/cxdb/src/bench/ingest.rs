@@ -55,7 +55,7 @@ const TARGET_FLIGHT: f64 = 1_000_000.0;
 const TARGET_GRPC: f64 = 500_000.0;
 const TARGET_FRESH_P99_MS: f64 = 100.0;
 /// Most events one cell pre-generates (wire form: ~0.4–1 KiB each).
-const MAX_CELL_EVENTS: u64 = 4_000_000;
+const MAX_CELL_EVENTS: u64 = 5_000_000;
 /// A batch not visible after this long is an error, not a figure.
 const FRESH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -99,7 +99,7 @@ impl Protocol {
     fn budget_per_sec(self, batch: usize) -> f64 {
         match (self, batch) {
             (_, 100) => 500_000.0,
-            (Protocol::Flight, _) => 1_200_000.0,
+            (Protocol::Flight, _) => 1_600_000.0,
             (Protocol::Grpc, _) => 900_000.0,
             (Protocol::Http, _) => 800_000.0,
         }
