@@ -19,7 +19,7 @@
 //! event is a duplicate even if its `event_time` changed.
 //!
 //! Writers hash their ids before they take the index's lock
-//! ([`id_hashes`]); under the lock, [`DedupIndex::reserve_all`] resolves each
+//! ([`id_hash`]); under the lock, [`DedupIndex::reserve_all`] resolves each
 //! tenant once per run of rows and prefetches the filter blocks of the rows
 //! ahead, so the cache misses of a batch overlap instead of queueing.
 
@@ -308,6 +308,12 @@ struct TenantIndex {
 }
 
 impl TenantIndex {
+    /// Starts loading what [`TenantIndex::reserve`] of `key` will read.
+    fn prefetch(&self, key: u128) {
+        self.bloom.prefetch(key);
+        self.hot.prefetch(key);
+    }
+
     fn reserve(&mut self, key: u128, checked: bool) -> Verdict {
         // Hot ids are in the Bloom filter too: an id the filter has not
         // seen is new without a look at the hot set, and a new id costs one
@@ -382,18 +388,14 @@ impl DedupIndex {
             slots.push(slot);
         }
         for (&(_, key), &slot) in rows.iter().zip(&slots).take(PREFETCH_AHEAD) {
-            let t = &self.tenants[slot];
-            t.bloom.prefetch(key);
-            t.hot.prefetch(key);
+            self.tenants[slot].prefetch(key);
         }
         let mut verdicts = Vec::with_capacity(rows.len());
         for (r, (&(_, key), &slot)) in rows.iter().zip(&slots).enumerate() {
             if let (Some(&(_, ahead)), Some(&ahead_slot)) =
                 (rows.get(r + PREFETCH_AHEAD), slots.get(r + PREFETCH_AHEAD))
             {
-                let t = &self.tenants[ahead_slot];
-                t.bloom.prefetch(ahead);
-                t.hot.prefetch(ahead);
+                self.tenants[ahead_slot].prefetch(ahead);
             }
             verdicts.push(self.tenants[slot].reserve(key, false));
         }
