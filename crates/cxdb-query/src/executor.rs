@@ -198,7 +198,7 @@ impl QueryEngine {
         apply: bool,
     ) -> Result<(SessionContext, LogicalPlan, Option<ViewChange>)> {
         may_query(principal)?;
-        let ctx = self.session(principal.tenant.as_deref())?;
+        let ctx = self.shared_session(principal.tenant.as_deref())?;
         let plan = ctx.state().create_logical_plan(sql).await?;
         if custom_views::is_view_ddl(&plan) {
             let change = if apply {
@@ -336,7 +336,7 @@ impl QueryExecutor for QueryEngine {
 
     async fn catalog(&self, principal: &Principal) -> Result<CatalogListing> {
         may_query(principal)?;
-        let ctx = self.session(principal.tenant.as_deref())?;
+        let ctx = self.shared_session(principal.tenant.as_deref())?;
         let state = ctx.state();
         let mut listing = CatalogListing::default();
         let mut catalogs = ctx.catalog_names();

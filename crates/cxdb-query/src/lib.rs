@@ -14,12 +14,14 @@ mod events_table;
 mod executor;
 mod export;
 pub mod functions;
+mod lag;
 mod limits;
 mod materialized;
 pub mod pruning;
 mod views;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use cxdb_storage::Storage;
 use datafusion::execution::SessionStateBuilder;
@@ -58,7 +60,25 @@ pub struct QueryEngine {
     maintained: Arc<[materialized::Maintained]>,
     /// The last `journey_map()` computed (`functions/journey.rs`).
     journey_map: Arc<views::MapCache>,
+    /// The sessions [`QueryExecutor`] statements run in, one per tenant
+    /// scope. `None` in the engine a session holds (for its maintained
+    /// views): a cache there would own the session that holds it.
+    sessions: Option<Arc<Sessions>>,
 }
+
+/// Sessions by tenant scope (`None`: every tenant).
+#[derive(Default)]
+struct Sessions(Mutex<HashMap<Option<String>, SessionContext>>);
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sessions({})", lock(&self.0).len())
+    }
+}
+
+/// At most this many scopes' sessions are kept (then they are all dropped
+/// and made again as statements come).
+const MAX_CACHED_SESSIONS: usize = 1024;
 
 impl QueryEngine {
     pub fn new(storage: Arc<Storage>, limits: QueryLimits) -> Result<Self> {
@@ -86,6 +106,7 @@ impl QueryEngine {
             storage,
             maintained,
             journey_map: Arc::default(),
+            sessions: Some(Arc::default()),
             runtime,
             guard,
             exports: Arc::new(export::Exports {
@@ -113,9 +134,34 @@ impl QueryEngine {
         &self.storage
     }
 
-    /// A session seeing every tenant (`scope = None`) or only one.
+    /// A new session seeing every tenant (`scope = None`) or only one:
+    /// the caller may change it (pgwire installs its catalog).
     pub fn session(&self, scope: Option<&str>) -> Result<SessionContext> {
         self.build_session(scope, Some(Served::All))
+    }
+
+    /// The session statements of `scope` run in, made once and kept: a
+    /// session costs functions and views to build, and a view planned in it
+    /// stays planned for the next statement (`views.rs`). Sharing is safe
+    /// because nothing run through [`QueryExecutor`] changes a session:
+    /// DDL, DML and `SET` are refused, custom views go to the catalog, and
+    /// every table reads storage at scan time.
+    pub(crate) fn shared_session(&self, scope: Option<&str>) -> Result<SessionContext> {
+        let Some(sessions) = &self.sessions else {
+            return self.session(scope);
+        };
+        let key = scope.map(str::to_string);
+        if let Some(ctx) = lock(&sessions.0).get(&key) {
+            return Ok(ctx.clone());
+        }
+        // Built outside the lock; two racing first statements build two and
+        // keep one.
+        let ctx = self.session(scope)?;
+        let mut sessions = lock(&sessions.0);
+        if sessions.len() >= MAX_CACHED_SESSIONS {
+            sessions.clear();
+        }
+        Ok(sessions.entry(key).or_insert(ctx).clone())
     }
 
     /// An unscoped session that computes maintained rows, outside the query
@@ -169,11 +215,13 @@ impl QueryEngine {
         // state does not: it runs inside a query (which holds a slot and
         // its time limit) or at start, must not wait for a second slot,
         // and its rows are not a result; it shares the memory pool.
-        if served == Some(Served::All) {
-            state = state.with_query_planner(Arc::new(limits::LimitedPlanner {
+        state = if served == Some(Served::All) {
+            state.with_query_planner(Arc::new(limits::LimitedPlanner {
                 guard: Arc::clone(&self.guard),
-            }));
-        }
+            }))
+        } else {
+            state.with_query_planner(Arc::new(lag::Planner))
+        };
         let state = state.build();
         let ctx = SessionContext::new_with_state(state);
         // Before anything that plans SQL (views) can refer to them.
@@ -185,7 +233,10 @@ impl QueryEngine {
                 scope: scope.map(str::to_string),
             },
             served.map(|served| views::Materialized {
-                engine: self.clone(),
+                engine: Self {
+                    sessions: None,
+                    ..self.clone()
+                },
                 scope: scope.map(str::to_string),
                 except: match served {
                     Served::All => None,
@@ -218,6 +269,13 @@ impl QueryEngine {
         }
         Ok(ctx)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The maps behind these locks are whole after any panic.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Which maintained views a session reads maintained rather than plain.

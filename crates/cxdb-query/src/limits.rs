@@ -44,7 +44,6 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
 };
-use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use futures::Stream;
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -227,7 +226,7 @@ impl Guard {
     }
 }
 
-/// DataFusion's physical planner, within the time limit, with a
+/// DataFusion's physical planner ([`crate::lag`] included), within the time limit, with a
 /// [`LimitsExec`] on top of every plan.
 #[derive(Debug)]
 pub(crate) struct LimitedPlanner {
@@ -241,8 +240,7 @@ impl QueryPlanner for LimitedPlanner {
         logical_plan: &LogicalPlan,
         session: &dyn Session,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let planner = DefaultPhysicalPlanner::default();
-        let planning = planner.create_physical_plan(logical_plan, session);
+        let planning = crate::lag::create_physical_plan(logical_plan, session);
         let plan = match self.guard.limits.timeout {
             Some(limit) => tokio::time::timeout(limit, planning)
                 .await

@@ -3,10 +3,12 @@
 //!
 //! Every session's default schema is a [`ViewSchema`]: a view is planned
 //! through DataFusion's own `CREATE VIEW` path the first time a statement of
-//! that session names it, then kept for the session. Sessions are made per
-//! query, so eager registration would plan all 21 views (and their view
-//! dependencies again and again) on every query; lazily, creating a session
-//! costs nothing per view and a query pays only for the views it reads. The
+//! that session names it, then kept for the session (until a custom view
+//! changes: then every plan of the session is forgotten). Sessions live
+//! long (one per tenant scope for the query executor, one per pgwire
+//! connection) but are also made for one statement (exports, view files,
+//! maintained views), so views are planned lazily: creating a session costs
+//! nothing per view and a statement pays only for the views it reads. The
 //! files are parsed once per process. Tenant scope needs nothing here: it is
 //! applied inside the `events` and configuration table scans the views read.
 
@@ -92,8 +94,15 @@ static PARSED: LazyLock<Vec<Result<Statement, String>>> = LazyLock::new(|| {
 
 type StateFn = Box<dyn Fn() -> Option<SessionState> + Send + Sync>;
 
-/// A view planned in a session, with the definition it was planned from.
-type PlannedView = (Arc<str>, Arc<dyn TableProvider>);
+/// The views planned in a session, and the custom views there were when
+/// they were planned: a view's plan holds the plans of the views it reads,
+/// so any change of a custom view forgets them all (a view reading a
+/// replaced view is planned again, not only the replaced one).
+#[derive(Default)]
+struct Planned {
+    custom_views: Vec<ViewRecord>,
+    views: HashMap<String, Arc<dyn TableProvider>>,
+}
 
 /// A session's default schema: its tables (`events`, configuration tables,
 /// anything registered later) and, under them, the predefined views.
@@ -102,9 +111,8 @@ pub(crate) struct ViewSchema {
     /// The session's current state (a weak reference: the state owns this
     /// schema, so a strong one would be a cycle).
     state: OnceLock<StateFn>,
-    /// Views planned in this session, by name, with the definition they were
-    /// planned from (a custom view replaced meanwhile is planned again).
-    planned: Mutex<HashMap<String, PlannedView>>,
+    /// Views planned in this session, by name.
+    planned: Mutex<Planned>,
     /// The custom views this session sees, read from the catalog at each
     /// lookup so that a long-lived session (pgwire) sees views created after
     /// it started.
@@ -131,14 +139,12 @@ pub(crate) struct CustomViews {
 }
 
 impl CustomViews {
-    /// The visible view `name`: the session's tenant's, else a global one.
-    fn find(&self, name: &str) -> Option<ViewRecord> {
-        let manifest = self.storage.manifest();
-        manifest
-            .views
+    /// The view `name` of `views` (the catalog's) this session sees: its
+    /// tenant's, else a global one.
+    fn find<'a>(&self, views: &'a [ViewRecord], name: &str) -> Option<&'a ViewRecord> {
+        views
             .iter()
             .find(|v| v.name == name && view_visible(v, self.scope.as_deref()))
-            .cloned()
     }
 
     fn names(&self) -> Vec<String> {
@@ -165,7 +171,7 @@ impl ViewSchema {
         Self {
             tables: MemorySchemaProvider::new(),
             state: OnceLock::new(),
-            planned: Mutex::new(HashMap::new()),
+            planned: Mutex::default(),
             custom,
             materialized,
         }
@@ -299,9 +305,10 @@ impl SchemaProvider for ViewSchema {
         if let Some(table) = self.tables.table(name).await? {
             return Ok(Some(table));
         }
+        let manifest = self.custom.as_ref().map(|c| c.storage.manifest());
+        let custom_views = manifest.as_ref().map_or(&[][..], |m| &m.views[..]);
         if let Some(index) = view_index(name) {
-            let predefined: Arc<str> = Arc::from("");
-            let view = self.cached(name, &predefined, || self.plan(index)).await?;
+            let view = self.cached(name, custom_views, || self.plan(index)).await?;
             if let Some(m) = &self.materialized
                 && let Some(maintained) = crate::materialized::MAINTAINED
                     .iter()
@@ -319,11 +326,14 @@ impl SchemaProvider for ViewSchema {
             }
             return Ok(Some(view));
         }
-        let Some(view) = self.custom.as_ref().and_then(|c| c.find(name)) else {
+        let Some(view) = self
+            .custom
+            .as_ref()
+            .and_then(|c| c.find(custom_views, name))
+        else {
             return Ok(None);
         };
-        let definition: Arc<str> = Arc::from(view.definition.as_str());
-        self.cached(name, &definition, || self.plan_custom(&view))
+        self.cached(name, custom_views, || self.plan_custom(view))
             .await
             .map(Some)
     }
@@ -343,38 +353,49 @@ impl SchemaProvider for ViewSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.tables.table_exist(name)
             || view_index(name).is_some()
-            || self.custom.as_ref().is_some_and(|c| c.find(name).is_some())
+            || self
+                .custom
+                .as_ref()
+                .is_some_and(|c| c.find(&c.storage.manifest().views, name).is_some())
     }
 }
 
 impl ViewSchema {
-    /// The view `name` planned from `definition`, planning it on first use.
+    /// The view `name`, planned on first use. `custom_views` are the
+    /// catalog's (every tenant's: a change of one forgets this session's
+    /// plans, which is rare and cheap), read once for the lookup.
     async fn cached<F, Fut>(
         &self,
         name: &str,
-        definition: &Arc<str>,
+        custom_views: &[ViewRecord],
         plan: F,
     ) -> Result<Arc<dyn TableProvider>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Arc<dyn TableProvider>>>,
     {
-        if let Some((planned_from, view)) = self.planned().get(name)
-            && planned_from == definition
         {
-            return Ok(Arc::clone(view));
+            let mut planned = self.planned();
+            if planned.custom_views != custom_views {
+                planned.views.clear();
+                planned.custom_views = custom_views.to_vec();
+            }
+            if let Some(view) = planned.views.get(name) {
+                return Ok(Arc::clone(view));
+            }
         }
         // Not holding the lock while planning: a view's plan looks up the
         // views it reads through this same schema.
         let view = plan().await?;
-        self.planned().insert(
-            name.to_string(),
-            (Arc::clone(definition), Arc::clone(&view)),
-        );
+        let mut planned = self.planned();
+        // Kept only if no custom view changed while it was planned.
+        if planned.custom_views == custom_views {
+            planned.views.insert(name.to_string(), Arc::clone(&view));
+        }
         Ok(view)
     }
 
-    fn planned(&self) -> std::sync::MutexGuard<'_, HashMap<String, PlannedView>> {
+    fn planned(&self) -> std::sync::MutexGuard<'_, Planned> {
         // A panic while holding this lock cannot leave the map inconsistent.
         self.planned
             .lock()

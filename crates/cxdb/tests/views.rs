@@ -186,6 +186,23 @@ async fn custom_views_over_every_protocol_scoped_and_persisted() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(row.get(0)), 2);
+    // A view reading a view: planned in this connection and in the scope's
+    // session the other protocols share, both before the view it reads is
+    // replaced; neither may keep the old plan.
+    pg.batch_execute("CREATE VIEW chat_count AS SELECT count(*) AS n FROM chats")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chat_count = async |pg: &tokio_postgres::Client| -> (i64, String) {
+        let row = pg
+            .query_one("SELECT n FROM chat_count", &[])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (
+            row.get(0),
+            ok(&s, &read_acme, "SELECT n FROM chat_count").await,
+        )
+    };
+    assert_eq!(chat_count(&pg).await, (2, "2".to_string()));
     pg.batch_execute(
         "CREATE OR REPLACE VIEW chats AS SELECT * FROM events WHERE channel = 'email'",
     )
@@ -196,6 +213,10 @@ async fn custom_views_over_every_protocol_scoped_and_persisted() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(count(row.get(0)), 1);
+    assert_eq!(chat_count(&pg).await, (1, "1".to_string()));
+    pg.batch_execute("DROP VIEW chat_count")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     pg.batch_execute("DROP VIEW chats")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
