@@ -104,7 +104,11 @@ pub(crate) fn rewrite(plan: &LogicalPlan) -> Result<LogicalPlan> {
             let LogicalPlan::Window(window) = &node else {
                 return Ok(Transformed::no(node));
             };
-            if shape(&window.window_expr).is_none() || !keys_comparable(window)? {
+            let computable = match shape(&window.window_expr) {
+                Some(shape) => keys_comparable(&shape, window.input.schema())?,
+                None => false,
+            };
+            if !computable {
                 return Ok(Transformed::no(node));
             }
             let lag = LagNode {
@@ -184,13 +188,9 @@ fn lag_of(expr: &Expr) -> Option<(&Expr, &WindowFunctionParams)> {
 }
 
 /// Whether the partition keys have types arrow's `distinct` compares.
-fn keys_comparable(window: &datafusion::logical_expr::Window) -> Result<bool> {
-    let Some(shape) = shape(&window.window_expr) else {
-        return Ok(false);
-    };
-    let schema = window.input.schema();
+fn keys_comparable(shape: &Shape<'_>, input: &DFSchemaRef) -> Result<bool> {
     for key in shape.partition_by {
-        let ty = key.get_type(schema.as_ref())?;
+        let ty = key.get_type(input.as_ref())?;
         let comparable = ty.is_primitive()
             || matches!(
                 ty,
@@ -255,14 +255,8 @@ impl UserDefinedLogicalNodeCore for LagNode {
         Ok(())
     }
 
-    fn with_exprs_and_inputs(
-        &self,
-        exprs: Vec<Expr>,
-        mut inputs: Vec<LogicalPlan>,
-    ) -> Result<Self> {
-        let (Some(input), true) = (inputs.pop(), inputs.is_empty()) else {
-            return Err(DataFusionError::Internal("Lag takes one input".into()));
-        };
+    fn with_exprs_and_inputs(&self, exprs: Vec<Expr>, inputs: Vec<LogicalPlan>) -> Result<Self> {
+        let input = crate::only_input(inputs, "Lag")?;
         if shape(&exprs).is_none() {
             return Err(DataFusionError::Internal(
                 "Lag computes only lag(x) over one window".into(),
@@ -446,18 +440,15 @@ impl ExecutionPlan for LagExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::try_new(
-                input,
-                self.partition_by.clone(),
-                self.order_by.clone(),
-                self.values.clone(),
-                Arc::clone(&self.schema),
-            )?)),
-            _ => Err(DataFusionError::Internal("LagExec takes one child".into())),
-        }
+        Ok(Arc::new(Self::try_new(
+            crate::only_input(children, "LagExec")?,
+            self.partition_by.clone(),
+            self.order_by.clone(),
+            self.values.clone(),
+            Arc::clone(&self.schema),
+        )?))
     }
 
     fn execute(

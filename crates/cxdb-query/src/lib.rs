@@ -271,11 +271,22 @@ impl QueryEngine {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The maps behind these locks are whole after any panic.
+/// Locks a mutex whose data is whole after any panic (maps and caches
+/// updated in one step).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The only one of `inputs`, for a node (`what`) with one input.
+pub(crate) fn only_input<T>(mut inputs: Vec<T>, what: &str) -> datafusion::common::Result<T> {
+    match (inputs.pop(), inputs.is_empty()) {
+        (Some(input), true) => Ok(input),
+        _ => Err(datafusion::common::DataFusionError::Internal(format!(
+            "{what} takes exactly one input"
+        ))),
+    }
 }
 
 /// Which maintained views a session reads maintained rather than plain.

@@ -322,14 +322,10 @@ impl ExecutionPlan for LimitsExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(child), true) => Ok(Arc::new(Self::new(child, Arc::clone(&self.guard)))),
-            _ => Err(DataFusionError::Internal(
-                "LimitsExec takes exactly one child".into(),
-            )),
-        }
+        let child = crate::only_input(children, "LimitsExec")?;
+        Ok(Arc::new(Self::new(child, Arc::clone(&self.guard))))
     }
 
     fn execute(

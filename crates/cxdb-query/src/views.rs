@@ -396,10 +396,7 @@ impl ViewSchema {
     }
 
     fn planned(&self) -> std::sync::MutexGuard<'_, Planned> {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        self.planned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::lock(&self.planned)
     }
 }
 
