@@ -199,7 +199,9 @@ impl QueryEngine {
     ) -> Result<(SessionContext, LogicalPlan, Option<ViewChange>)> {
         may_query(principal)?;
         let ctx = self.shared_session(principal.tenant.as_deref())?;
-        let plan = ctx.state().create_logical_plan(sql).await?;
+        let plan = self
+            .logical_plan(&ctx, principal.tenant.as_deref(), sql)
+            .await?;
         if custom_views::is_view_ddl(&plan) {
             let change = if apply {
                 custom_views::apply(self, principal, &ctx, &plan, None).await?
@@ -211,6 +213,31 @@ impl QueryEngine {
         }
         sql_options().verify_plan(&plan)?;
         Ok((ctx, plan, None))
+    }
+}
+
+impl QueryEngine {
+    /// `sql` planned in `ctx`, the shared session of `scope`; or the plan
+    /// a call made a moment ago (see `RecentPlan`). View statements are
+    /// planned every time (applying one changes the catalog).
+    async fn logical_plan(
+        &self,
+        ctx: &SessionContext,
+        scope: Option<&str>,
+        sql: &str,
+    ) -> Result<LogicalPlan> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(ctx.state().create_logical_plan(sql).await?);
+        };
+        let manifest = self.storage.manifest();
+        if let Some(plan) = sessions.recent(scope, sql, &manifest.views) {
+            return Ok(plan);
+        }
+        let plan = ctx.state().create_logical_plan(sql).await?;
+        if !custom_views::is_view_ddl(&plan) {
+            sessions.remember(scope, sql, &manifest.views, &plan);
+        }
+        Ok(plan)
     }
 }
 

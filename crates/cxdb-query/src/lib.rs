@@ -66,19 +66,81 @@ pub struct QueryEngine {
     sessions: Option<Arc<Sessions>>,
 }
 
-/// Sessions by tenant scope (`None`: every tenant).
+/// Sessions by tenant scope (`None`: every tenant), and the statements
+/// they planned lately.
 #[derive(Default)]
-struct Sessions(Mutex<HashMap<Option<String>, SessionContext>>);
+struct Sessions {
+    by_scope: Mutex<HashMap<Option<String>, SessionContext>>,
+    recent: Mutex<HashMap<(Option<String>, String), RecentPlan>>,
+}
 
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sessions({})", lock(&self.0).len())
+        write!(f, "Sessions({})", lock(&self.by_scope).len())
     }
 }
 
 /// At most this many scopes' sessions are kept (then they are all dropped
 /// and made again as statements come).
 const MAX_CACHED_SESSIONS: usize = 1024;
+
+/// A statement's logical plan, kept for the calls that follow its first:
+/// a Flight SQL client (ADBC) sends one query as `CreatePreparedStatement`,
+/// `GetFlightInfo` and `DoGet`, each of which would parse and plan the SQL
+/// again (the handles carry only the text). A logical plan names its
+/// tables; rows are read at execution, so reusing it is safe while the
+/// custom views it may have expanded are unchanged.
+struct RecentPlan {
+    plan: datafusion::logical_expr::LogicalPlan,
+    custom_views: Vec<cxdb_storage::catalog::ViewRecord>,
+    at: std::time::Instant,
+}
+
+/// How long a plan is reused: long enough for the calls of one query.
+const RECENT_PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// At most this many recent plans are kept (then the expired go, or all).
+const MAX_RECENT_PLANS: usize = 256;
+
+impl Sessions {
+    /// The plan of `sql` in `scope` made less than [`RECENT_PLAN_TTL`] ago
+    /// with the same custom views.
+    fn recent(
+        &self,
+        scope: Option<&str>,
+        sql: &str,
+        custom_views: &[cxdb_storage::catalog::ViewRecord],
+    ) -> Option<datafusion::logical_expr::LogicalPlan> {
+        let key = (scope.map(str::to_string), sql.to_string());
+        let recent = lock(&self.recent);
+        let hit = recent.get(&key)?;
+        (hit.at.elapsed() < RECENT_PLAN_TTL && hit.custom_views == custom_views)
+            .then(|| hit.plan.clone())
+    }
+
+    fn remember(
+        &self,
+        scope: Option<&str>,
+        sql: &str,
+        custom_views: &[cxdb_storage::catalog::ViewRecord],
+        plan: &datafusion::logical_expr::LogicalPlan,
+    ) {
+        let mut recent = lock(&self.recent);
+        if recent.len() >= MAX_RECENT_PLANS {
+            recent.retain(|_, p| p.at.elapsed() < RECENT_PLAN_TTL);
+            if recent.len() >= MAX_RECENT_PLANS {
+                recent.clear();
+            }
+        }
+        recent.insert(
+            (scope.map(str::to_string), sql.to_string()),
+            RecentPlan {
+                plan: plan.clone(),
+                custom_views: custom_views.to_vec(),
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+}
 
 impl QueryEngine {
     pub fn new(storage: Arc<Storage>, limits: QueryLimits) -> Result<Self> {
@@ -151,13 +213,13 @@ impl QueryEngine {
             return self.session(scope);
         };
         let key = scope.map(str::to_string);
-        if let Some(ctx) = lock(&sessions.0).get(&key) {
+        if let Some(ctx) = lock(&sessions.by_scope).get(&key) {
             return Ok(ctx.clone());
         }
         // Built outside the lock; two racing first statements build two and
         // keep one.
         let ctx = self.session(scope)?;
-        let mut sessions = lock(&sessions.0);
+        let mut sessions = lock(&sessions.by_scope);
         if sessions.len() >= MAX_CACHED_SESSIONS {
             sessions.clear();
         }

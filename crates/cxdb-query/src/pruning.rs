@@ -24,6 +24,11 @@ pub struct ScanBounds {
     pub min_time: Option<i64>,
     /// Inclusive upper bound on event_time (epoch micros).
     pub max_time: Option<i64>,
+    /// A filter asks for given values of a column with a Bloom filter
+    /// ([`cxdb_storage::lake::BLOOM_COLUMNS`]): `id = 'x'` or
+    /// `id IN ('x', 'y')`. Such a scan is a drill-down that keeps a few
+    /// rows of the row groups it reads.
+    pub looks_up_id: bool,
 }
 
 impl ScanBounds {
@@ -92,8 +97,19 @@ impl ScanBounds {
                             self.bound_time(op, t);
                         }
                     }
+                    c if op == Operator::Eq && is_bloom_column(c) => {
+                        self.looks_up_id |= as_string(&value).is_some();
+                    }
                     _ => {}
                 }
+            }
+            Expr::InList(list)
+                if !list.negated && column_name(&list.expr).is_some_and(is_bloom_column) =>
+            {
+                self.looks_up_id |= list
+                    .list
+                    .iter()
+                    .all(|v| literal(v).as_ref().and_then(as_string).is_some());
             }
             Expr::InList(list) if !list.negated && column_name(&list.expr) == Some("tenant_id") => {
                 let values: Option<BTreeSet<String>> = list
@@ -139,6 +155,10 @@ impl ScanBounds {
             _ => {}
         }
     }
+}
+
+fn is_bloom_column(name: &str) -> bool {
+    cxdb_storage::lake::BLOOM_COLUMNS.contains(&name)
 }
 
 fn column_name(e: &Expr) -> Option<&str> {
@@ -230,6 +250,33 @@ mod tests {
             col("tenant_id").in_list(vec![lit("a")], true),
         ]);
         assert_eq!(b, ScanBounds::default());
+    }
+
+    #[test]
+    fn drill_downs_by_id() {
+        let looks_up = |f: Expr| ScanBounds::from_filters(&[f]).looks_up_id;
+        assert!(looks_up(
+            col("tenant_id")
+                .eq(lit("acme"))
+                .and(col("conversation_id").eq(lit("c1")))
+        ));
+        assert!(looks_up(lit("o1").eq(col("order_id"))));
+        assert!(looks_up(
+            col("customer_id").in_list(vec![lit("a"), lit("b")], false)
+        ));
+        // Not a lookup: other columns, other operators, a negated or
+        // non-literal list, a disjunction.
+        assert!(!looks_up(col("agent_id").eq(lit("a1"))));
+        assert!(!looks_up(col("conversation_id").gt(lit("c1"))));
+        assert!(!looks_up(col("ticket_id").in_list(vec![lit("t")], true)));
+        assert!(!looks_up(
+            col("ticket_id").in_list(vec![lit("t"), col("agent_id")], false)
+        ));
+        assert!(!looks_up(
+            col("event_id")
+                .eq(lit("e1"))
+                .or(col("channel").eq(lit("chat")))
+        ));
     }
 
     #[test]
