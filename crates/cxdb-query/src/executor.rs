@@ -214,9 +214,7 @@ impl QueryEngine {
         sql_options().verify_plan(&plan)?;
         Ok((ctx, plan, None))
     }
-}
 
-impl QueryEngine {
     /// `sql` planned in `ctx`, the shared session of `scope`; or the plan
     /// a call made a moment ago (see `RecentPlan`). View statements are
     /// planned every time (applying one changes the catalog).

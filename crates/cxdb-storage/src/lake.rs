@@ -198,8 +198,9 @@ pub fn file_path(tenant: &str, day: i32) -> String {
 /// the ids that deduplication (`event_id`) and drill-downs (one
 /// conversation, ticket, customer or order) look up by equality. Their
 /// min/max statistics rule nothing out (ids are not in time order), the
-/// filter skips every row group that does not hold the id. About 0.5 byte
-/// per event in all (measured in benches/results/queries.md).
+/// filter skips every row group that does not hold the id. The four
+/// besides `event_id` cost ~0.6 byte per event (26.1 → 26.7 at 10M events,
+/// benches/results/queries-10m.md).
 pub const BLOOM_COLUMNS: [&str; 5] = [
     "event_id",
     "conversation_id",
