@@ -3,12 +3,13 @@
 //! the field, and conversions between JSON objects, [`Event`] rows and Arrow
 //! [`RecordBatch`](arrow::record_batch::RecordBatch)es.
 //!
-//! The row protocols (gRPC, HTTP NDJSON, webhooks) decode into [`Event`]s,
-//! run [`Event::validate`] and hand the accepted rows to the storage layer as
-//! one batch built by [`EventBatchBuilder`]. Arrow batches (Flight `DoPut`)
-//! stay columnar: [`EventColumns`] converts the client's types, the same
-//! rules ([`EventFields::check`]) run on each row in place, and the accepted
-//! rows are filtered out of the batch without building [`Event`]s.
+//! The row protocols (HTTP NDJSON, webhooks) decode into [`Event`]s, run
+//! [`Event::validate`] and hand the accepted rows to the storage layer as
+//! one batch built by [`EventBatchBuilder`]. Arrow batches (Flight `DoPut`,
+//! and gRPC `Write`, whose protobuf the server decodes straight into
+//! columns) stay columnar: [`EventColumns`] converts the client's types, the
+//! same rules ([`EventFields::check`]) run on each row in place, and the
+//! accepted rows are filtered out of the batch without building [`Event`]s.
 
 mod batch;
 mod error;

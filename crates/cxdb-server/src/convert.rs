@@ -4,6 +4,9 @@ use cxdb_model::{Event, EventError};
 use cxdb_proto::v1;
 use cxdb_storage::WriteOutcome;
 
+/// The row a prost-decoded event stands for: the reference the columnar
+/// decoder of `Write` (`grpc::columns`) is tested against.
+#[cfg(test)]
 pub(crate) fn event_from_proto(e: v1::Event) -> Event {
     Event {
         tenant_id: e.tenant_id,

@@ -1,11 +1,12 @@
 //! gRPC services of `cxdb.v1`: ingest, query (Arrow IPC streams), admin.
 
 mod admin;
+mod columns;
 mod ingest;
 mod query;
 
 pub(crate) use admin::AdminSvc;
-pub(crate) use ingest::IngestSvc;
+pub(crate) use ingest::IngestServer;
 pub(crate) use query::QuerySvc;
 
 use cxdb_query::Principal;

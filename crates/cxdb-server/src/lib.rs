@@ -33,7 +33,6 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use cxdb_proto::v1::admin_service_server::AdminServiceServer;
-use cxdb_proto::v1::ingest_service_server::IngestServiceServer;
 use cxdb_proto::v1::query_service_server::QueryServiceServer;
 use cxdb_query::{Principal, QueryEngine, QueryLimits, SharedExecutor};
 use cxdb_storage::{Storage, StorageConfig, WriteOptions};
@@ -286,9 +285,7 @@ pub async fn run(
     info!("ready");
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<IngestServiceServer<grpc::IngestSvc>>()
-        .await;
+    health_reporter.set_serving::<grpc::IngestServer>().await;
     health_reporter
         .set_serving::<QueryServiceServer<grpc::QuerySvc>>()
         .await;
@@ -317,12 +314,7 @@ pub async fn run(
     let grpc_server = grpc_builder
         .add_service(health)
         .add_service(reflection)
-        .add_service(
-            IngestServiceServer::new(grpc::IngestSvc {
-                state: Arc::clone(&app),
-            })
-            .max_decoding_message_size(max),
-        )
+        .add_service(grpc::IngestServer::new(Arc::clone(&app), max))
         .add_service(
             QueryServiceServer::new(grpc::QuerySvc {
                 state: Arc::clone(&app),
