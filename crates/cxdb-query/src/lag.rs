@@ -49,7 +49,6 @@ use datafusion::physical_expr::{
     EquivalenceProperties, LexRequirement, OrderingRequirements, PhysicalExpr, PhysicalSortExpr,
     PhysicalSortRequirement,
 };
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
@@ -347,11 +346,13 @@ impl LagExec {
         // The input's columns keep their places and their order.
         let eq_properties = EquivalenceProperties::new(Arc::clone(&schema))
             .extend(input.equivalence_properties().clone())?;
+        // Row by row, carrying one row between batches: it emits as its
+        // input does and is as bounded as its input.
         let properties = PlanProperties::new(
             eq_properties,
             input.output_partitioning().clone(),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
+            input.properties().emission_type,
+            input.properties().boundedness,
         );
         Ok(Self {
             input,
