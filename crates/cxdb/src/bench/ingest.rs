@@ -98,8 +98,7 @@ impl Protocol {
     fn budget_per_sec(self, batch: usize) -> f64 {
         match (self, batch) {
             (_, 100) => 500_000.0,
-            (Protocol::Flight, _) => 1_600_000.0,
-            (Protocol::Grpc, _) => 900_000.0,
+            (Protocol::Flight | Protocol::Grpc, _) => 1_600_000.0,
             (Protocol::Http, _) => 800_000.0,
         }
     }
