@@ -11,6 +11,64 @@ use futures::StreamExt;
 
 use crate::server::*;
 
+/// `WriteStream`: each message is written as it arrives and the one answer
+/// sums them, with indexes counted across the messages of the stream.
+#[tokio::test]
+async fn grpc_write_stream_sums_its_messages() {
+    let s = TestServer::start().await;
+    let messages = vec![
+        // Indexes 0 and 1.
+        WriteRequest {
+            events: vec![event("acme", "s1", "chat"), event("acme", "s2", "email")],
+            atomic: false,
+        },
+        // 2: a duplicate of s1 (an earlier message); 3: rejected; 4: new.
+        WriteRequest {
+            events: vec![
+                event("acme", "s1", "chat"),
+                event("acme", "s-bad", "fax"),
+                event("acme", "s3", "chat"),
+            ],
+            atomic: false,
+        },
+        WriteRequest {
+            events: vec![],
+            atomic: false,
+        },
+        // 5 and 6, atomic with a bad event: neither is written.
+        WriteRequest {
+            events: vec![event("acme", "s4", "chat"), event("acme", "", "chat")],
+            atomic: true,
+        },
+    ];
+    let resp = s
+        .ingest()
+        .await
+        .write_stream(futures::stream::iter(messages))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner();
+    assert_eq!(
+        (
+            resp.accepted,
+            resp.duplicate,
+            resp.duplicate_indexes.clone()
+        ),
+        (3, 1, vec![2])
+    );
+    let rejected: Vec<(u32, &str)> = resp
+        .rejected
+        .iter()
+        .map(|r| (r.index, r.field.as_str()))
+        .collect();
+    assert_eq!(rejected, [(3, "channel"), (6, "event_id")]);
+    assert_eq!(
+        s.count("SELECT count(*) FROM events WHERE event_id IN ('s1', 's2', 's3', 's4')")
+            .await,
+        3
+    );
+}
+
 #[tokio::test]
 async fn grpc_http_and_flight_write_one_table() {
     let s = TestServer::start().await;
