@@ -105,10 +105,12 @@ const COLUMNS: [(&str, u32, Kind); 30] = [
     ("order_total", 26, Kind::OptionalDouble),
     ("currency", 27, Kind::OptionalText),
     ("duration_ms", 28, Kind::OptionalInt64),
-    ("tags", 29, Kind::Tags),
+    ("tags", TAGS, Kind::Tags),
     ("attributes", 31, Kind::OptionalText),
 ];
 
+/// `repeated string tags` and `bool has_tags` of `cxdb.v1.Event`.
+const TAGS: u32 = 29;
 const HAS_TAGS: u32 = 30;
 /// Field numbers are below this (`Event` has fields 1..=31).
 const FIELDS: usize = 32;
@@ -205,7 +207,7 @@ impl<'a> Row<'a> {
             };
             match (field, value) {
                 (HAS_TAGS, Value::Varint(v)) => self.has_tags = v != 0,
-                (29, Value::Bytes(tag)) => self.tags.push(tag),
+                (TAGS, Value::Bytes(tag)) => self.tags.push(tag),
                 _ => self.values[field as usize] = value,
             }
         }

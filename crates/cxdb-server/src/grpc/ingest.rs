@@ -141,16 +141,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let this = self.clone();
+        let (mut grpc, svc) = (self.grpc(), self.clone());
         match req.uri().path() {
-            WRITE => Box::pin(async move {
-                let svc = this.clone();
-                Ok(this.grpc().unary(svc, req).await)
-            }),
-            WRITE_STREAM => Box::pin(async move {
-                let svc = this.clone();
-                Ok(this.grpc().client_streaming(svc, req).await)
-            }),
+            WRITE => Box::pin(async move { Ok(grpc.unary(svc, req).await) }),
+            WRITE_STREAM => Box::pin(async move { Ok(grpc.client_streaming(svc, req).await) }),
             path => {
                 let status = Status::unimplemented(format!("no method {path}"));
                 Box::pin(async move { Ok(status.into_http()) })
